@@ -1,0 +1,44 @@
+import Foundation
+
+/// What the data-parallel step needs from the ranks it runs on. The serial implementation is
+/// a communicator of one, so the same code path is the serial reference run.
+public protocol Communicator: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+    /// Elementwise maximum across ranks, in place.
+    func allreduceMax(_ values: UnsafeMutableBufferPointer<Float>) throws
+    /// Elementwise integer sum across ranks, in place (exact, any order).
+    func allreduceSum(_ values: UnsafeMutableBufferPointer<Int64>) throws
+    /// Elementwise Float sum across ranks, in place (order depends on the MPI library).
+    func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws
+    /// Rank 0's values to every rank.
+    func broadcast(_ values: UnsafeMutableBufferPointer<Float>) throws
+    /// Every rank's bytes to every rank, concatenated in rank order (all the same length).
+    func allgather(_ bytes: [UInt8]) throws -> [UInt8]
+    /// Ends every rank of the job with `code`; does not return.
+    func abort(code: Int32) -> Never
+    func finalize()
+}
+
+extension Communicator {
+    public func allreduceMax(_ values: inout [Float]) throws {
+        try values.withUnsafeMutableBufferPointer { try allreduceMax($0) }
+    }
+    public func allreduceSum(_ values: inout [Int64]) throws {
+        try values.withUnsafeMutableBufferPointer { try allreduceSum($0) }
+    }
+}
+
+/// One process alone: every collective is the identity.
+public final class SerialCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func allreduceMax(_ values: UnsafeMutableBufferPointer<Float>) throws {}
+    public func allreduceSum(_ values: UnsafeMutableBufferPointer<Int64>) throws {}
+    public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {}
+    public func broadcast(_ values: UnsafeMutableBufferPointer<Float>) throws {}
+    public func allgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
+    public func abort(code: Int32) -> Never { exit(code) }
+    public func finalize() {}
+}

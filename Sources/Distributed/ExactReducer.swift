@@ -1,0 +1,79 @@
+import Engine
+
+/// Exact, order-free summation of per-chunk partial sums across chunks and ranks (design §2.4).
+///
+/// For each segment (a named tensor) the global maximum magnitude M is found with one
+/// `MPI_MAX` allreduce over all segments at once. With e = ⌊log₂ M⌋, every partial x is
+/// turned into the 64-bit integer q = round_half_even(x · 2^s), s = 61 − headroomBits − e,
+/// so |q| ≤ 2^(62 − headroomBits); the integers are summed locally and across ranks with an
+/// `MPI_INT64_T` sum allreduce, which cannot overflow for up to 2^headroomBits chunks and is
+/// exact in any order. The sum goes back to Float as Float(Σq) · 2^−s.
+///
+/// Postconditions:
+/// - The result is a function of the multiset of partials only: the same bits for any split
+///   of the chunks over ranks and threads, and any order.
+/// - Each partial is quantised with absolute error ≤ 2^−(s+1) < M·2^−(62−headroomBits), so
+///   the sum of K partials is within K·M·2^−38 of the real sum before its one final Float
+///   rounding (relative 2^−24); partials smaller than M·2^−39 in magnitude contribute 0.
+/// - ±0 sums to +0. A segment that is all zeros sums to +0.
+/// - NaN or ±infinity in any partial, on any rank, makes every rank throw
+///   `EngineError.nonFinite` naming the segment: non-finite values are reported, not summed.
+public final class ExactReducer: ChunkSumReducer {
+    /// log₂ of the most chunks one sum may cover (16,777,216).
+    public static let headroomBits = 24
+    public let communicator: Communicator
+    /// What `nonFinite` errors say the values were (e.g. "at step 12").
+    public var context = ""
+    private var maxima: [Float] = []
+    private var integers: [Int64] = []
+
+    public init(communicator: Communicator) {
+        self.communicator = communicator
+    }
+
+    public func sumChunks(_ partials: UnsafePointer<Float>, rows: Int, width: Int,
+                          segments: [SumSegment], into result: UnsafeMutablePointer<Float>) throws {
+        precondition(rows <= 1 << ExactReducer.headroomBits, "too many chunks for the fixed-point headroom")
+        maxima = [Float](repeating: 0, count: segments.count)
+        for (k, segment) in segments.enumerated() {
+            var m: Float = 0
+            for r in 0..<rows {
+                let row = partials + r * width
+                for i in segment.range {
+                    let a = abs(row[i])
+                    if !a.isFinite { m = .infinity } else if a > m { m = a }
+                }
+            }
+            maxima[k] = m
+        }
+        try communicator.allreduceMax(&maxima)
+        if let bad = maxima.firstIndex(where: { !$0.isFinite }) {
+            throw EngineError.nonFinite("non-finite value (NaN or infinity) in \(segments[bad].name)\(context.isEmpty ? "" : " " + context)")
+        }
+        if integers.count != width { integers = [Int64](repeating: 0, count: width) }
+        integers.withUnsafeMutableBufferPointer { sums in
+            for (k, segment) in segments.enumerated() {
+                let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
+                for i in segment.range { sums[i] = 0 }
+                for r in 0..<rows {
+                    let row = partials + r * width
+                    for i in segment.range {
+                        sums[i] &+= Int64((Double(row[i]) * scale).rounded(.toNearestOrEven))
+                    }
+                }
+            }
+        }
+        try communicator.allreduceSum(&integers)
+        for (k, segment) in segments.enumerated() {
+            let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
+            for i in segment.range {
+                result[i] = Float(Double(Float(integers[i])) * unscale)
+            }
+        }
+    }
+
+    /// s such that M·2^s < 2^(62 − headroomBits).
+    static func scaleExponent(maximum: Float) -> Int {
+        maximum == 0 ? 0 : 61 - headroomBits - Int(maximum.exponent)
+    }
+}

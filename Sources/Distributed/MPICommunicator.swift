@@ -1,0 +1,74 @@
+import CMPI
+import Foundation
+
+/// The communicator of an `mpirun` (or `srun --mpi=pmix`) job: MPI_COMM_WORLD.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    private var finalized = false
+
+    /// True when a process manager launched us: then MPI is initialised, otherwise the run is serial.
+    public static var launchedByMPI: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["PMI_RANK"] != nil
+    }
+
+    public init() {
+        var provided: Int32 = 0
+        MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided)
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(cmpi_comm_world(), &r)
+        MPI_Comm_size(cmpi_comm_world(), &s)
+        rank = Int(r)
+        size = Int(s)
+    }
+
+    private func check(_ code: Int32, _ what: String) throws {
+        guard code == cmpi_success() else { throw CommunicatorError.failed("\(what) failed with MPI error \(code)") }
+    }
+
+    public func allreduceMax(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        try check(MPI_Allreduce(cmpi_in_place(), values.baseAddress, Int32(values.count), cmpi_float(), cmpi_op_max(), cmpi_comm_world()), "MPI_Allreduce(MAX)")
+    }
+
+    public func allreduceSum(_ values: UnsafeMutableBufferPointer<Int64>) throws {
+        try check(MPI_Allreduce(cmpi_in_place(), values.baseAddress, Int32(values.count), cmpi_int64(), cmpi_op_sum(), cmpi_comm_world()), "MPI_Allreduce(SUM, int64)")
+    }
+
+    public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        try check(MPI_Allreduce(cmpi_in_place(), values.baseAddress, Int32(values.count), cmpi_float(), cmpi_op_sum(), cmpi_comm_world()), "MPI_Allreduce(SUM, float)")
+    }
+
+    public func broadcast(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        try check(MPI_Bcast(values.baseAddress, Int32(values.count), cmpi_float(), 0, cmpi_comm_world()), "MPI_Bcast")
+    }
+
+    public func allgather(_ bytes: [UInt8]) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: bytes.count * size)
+        try bytes.withUnsafeBytes { src in
+            try out.withUnsafeMutableBytes { dst in
+                try check(MPI_Allgather(src.baseAddress, Int32(bytes.count), cmpi_uint8(), dst.baseAddress,
+                                        Int32(bytes.count), cmpi_uint8(), cmpi_comm_world()), "MPI_Allgather")
+            }
+        }
+        return out
+    }
+
+    public func abort(code: Int32) -> Never {
+        MPI_Abort(cmpi_comm_world(), code)
+        exit(code)
+    }
+
+    public func finalize() {
+        guard !finalized else { return }
+        finalized = true
+        MPI_Finalize()
+    }
+}
+
+public enum CommunicatorError: Error, CustomStringConvertible {
+    case failed(String)
+    public var description: String {
+        switch self { case .failed(let m): return m }
+    }
+}

@@ -1,0 +1,158 @@
+import Engine
+
+/// What one training step measured, identical on every rank and for any rank count.
+public struct StepResult: Sendable {
+    /// Global step index just completed (0-based) and its epoch.
+    public let step: Int
+    public let epoch: Int
+    /// Mean loss and accuracy over the global batch.
+    public let loss: Float
+    public let accuracy: Double
+}
+
+/// Data-parallel training of one network over the ranks of a communicator (design §2).
+///
+/// Step t of epoch e takes the global batch `permutation(seed, e)[t·B ..< (t+1)·B]`, cuts it
+/// into B/C chunks and gives this rank its contiguous share. Forward, loss and backward run
+/// chunk by chunk; gradients are summed within each chunk in Float, then across chunks and
+/// ranks exactly (`ExactReducer`), and every rank applies the same SGD update. The weights
+/// after every step are therefore a function of the options alone, never of the rank or
+/// thread count — and, since the state is just (weights, optimizer buffers, step), never of
+/// where a run was interrupted.
+public final class Trainer {
+    public let network: Network
+    public let options: TrainingOptions
+    public let data: DataSplits
+    public let communicator: Communicator
+    public let reducer: ExactReducer
+    public let executor: ChunkExecutor
+    /// Global steps completed.
+    public private(set) var step = 0
+
+    let parameters: UnsafeMutableBufferPointer<Float>
+    let buffers: UnsafeMutableBufferPointer<Float>
+    let velocity: UnsafeMutableBufferPointer<Float>
+    let gradient: UnsafeMutableBufferPointer<Float>
+    let chunkGradients: UnsafeMutableBufferPointer<Float>
+    let localChunks: Range<Int>
+    let activations: Activations
+    let labels: UnsafeMutableBufferPointer<UInt8>
+    let chunkLoss: UnsafeMutableBufferPointer<Float>
+    let chunkCorrect: UnsafeMutableBufferPointer<Int64>
+    let pass: Pass
+    let gradientSegments: [SumSegment]
+    private var epochOrder: (epoch: Int, order: [Int32])?
+
+    public init(network: Network, data: DataSplits, options: TrainingOptions, communicator: Communicator) throws {
+        try options.validate(ranks: communicator.size)
+        guard data.train.count >= options.batchSize else {
+            throw EngineError.invalidData("the training set has \(data.train.count) samples, fewer than --batch-size \(options.batchSize)")
+        }
+        self.network = network
+        self.options = options
+        self.data = data
+        self.communicator = communicator
+        reducer = ExactReducer(communicator: communicator)
+        executor = ChunkExecutor(threads: options.threads)
+        let layout = network.layout
+        var initialParameters: [Float] = [], initialBuffers: [Float] = []
+        layout.initialize(parameters: &initialParameters, buffers: &initialBuffers, seed: options.seed)
+        parameters = .allocate(capacity: layout.parameterCount)
+        _ = parameters.initialize(from: initialParameters)
+        buffers = .allocate(capacity: max(layout.bufferCount, 1))
+        buffers.initialize(repeating: 0)
+        _ = buffers.initialize(from: initialBuffers)
+        velocity = .allocate(capacity: layout.parameterCount)
+        velocity.initialize(repeating: 0)
+        gradient = .allocate(capacity: layout.parameterCount)
+        gradient.initialize(repeating: 0)
+        localChunks = chunkRange(rank: communicator.rank, ranks: communicator.size, chunks: options.chunksPerBatch)
+        let localSamples = localChunks.count * options.chunkSize
+        chunkGradients = .allocate(capacity: localChunks.count * layout.parameterCount)
+        chunkGradients.initialize(repeating: 0)
+        activations = Activations(network: network, capacity: localSamples)
+        labels = .allocate(capacity: localSamples)
+        labels.initialize(repeating: 0)
+        chunkLoss = .allocate(capacity: localChunks.count)
+        chunkLoss.initialize(repeating: 0)
+        chunkCorrect = .allocate(capacity: localChunks.count)
+        chunkCorrect.initialize(repeating: 0)
+        pass = Pass(sampleCount: localSamples, chunkSize: options.chunkSize, globalSampleCount: options.batchSize,
+                    training: true, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!,
+                    chunkGradients: chunkGradients.baseAddress!, parameterCount: layout.parameterCount,
+                    executor: executor, reducer: reducer, hyper: options.layer)
+        gradientSegments = layout.parameters.map { SumSegment(name: $0.name, range: $0.range) }
+        // Every rank starts from rank 0's weights.
+        try communicator.broadcast(parameters)
+    }
+
+    deinit {
+        for p in [parameters, buffers, velocity, gradient, chunkGradients, chunkLoss] { p.deallocate() }
+        labels.deallocate()
+        chunkCorrect.deallocate()
+    }
+
+    public var stepsPerEpoch: Int { data.train.count / options.batchSize }
+    public var totalSteps: Int { min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max) }
+    public var epoch: Int { step / stepsPerEpoch }
+
+    /// The sample order of `epoch`: a permutation keyed by (seed, epoch) alone.
+    func order(ofEpoch epoch: Int) -> [Int32] {
+        if let cached = epochOrder, cached.epoch == epoch { return cached.order }
+        let order = CounterRNG(seed: options.seed, stream: "epoch-\(epoch)").permutation(count: data.train.count)
+        epochOrder = (epoch, order)
+        return order
+    }
+
+    /// One optimisation step on the next global batch.
+    public func trainStep() throws -> StepResult {
+        let epoch = self.epoch
+        let order = order(ofEpoch: epoch)
+        let batchStart = (step % stepsPerEpoch) * options.batchSize + localChunks.lowerBound * options.chunkSize
+        let train = data.train
+        let input = activations.input, sampleSize = train.sampleSize, labels = labels, chunkGradients = chunkGradients
+        let parameterCount = network.parameterCount
+        pass.forEachChunk { first, count, chunk, _ in
+            let indices = order[(batchStart + first)..<(batchStart + first + count)].lazy.map { Int($0) }
+            train.scale(indices, into: input + first * sampleSize)
+            for (k, i) in indices.enumerated() { labels[first + k] = train.labels[i] }
+            (chunkGradients.baseAddress! + chunk * parameterCount).update(repeating: 0, count: parameterCount)
+        }
+        reducer.context = "at step \(step + 1)"
+        try network.forward(activations, pass)
+        network.loss.evaluate(outputs: activations.output, labels: labels.baseAddress!, classes: network.classes,
+                              pass: pass, gradient: activations.outputGradient,
+                              chunkLoss: chunkLoss.baseAddress!, chunkCorrect: chunkCorrect.baseAddress!)
+        try network.backward(activations, pass)
+        try reducer.sumChunks(chunkGradients.baseAddress!, rows: pass.chunkCount, width: parameterCount,
+                              segments: gradientSegments, into: gradient.baseAddress!)
+        var lossSum: Float = 0
+        try reducer.sumChunks(chunkLoss.baseAddress!, rows: pass.chunkCount, width: 1,
+                              segments: [SumSegment(name: "the loss", range: 0..<1)], into: &lossSum)
+        var correct = [chunkCorrect.reduce(0, +)]
+        try communicator.allreduceSum(&correct)
+        options.optimizer.step(parameters: parameters.baseAddress!, gradients: gradient.baseAddress!,
+                               velocity: velocity.baseAddress!, count: parameterCount,
+                               learningRate: options.learningRate)
+        let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
+                                accuracy: Double(correct[0]) / Double(options.batchSize))
+        step += 1
+        return result
+    }
+
+    /// The weights and batch-norm statistics, as the digest and checkpoints see them.
+    public var parameterValues: [Float] { Array(parameters) }
+    public var bufferValues: [Float] { Array(buffers.prefix(network.layout.bufferCount)) }
+    public var digest: String { parameterDigest(parameters: parameterValues, buffers: bufferValues) }
+}
+
+extension Trainer {
+    /// Evaluates the current weights on `dataset`, sharded over the ranks.
+    public func evaluate(_ dataset: Dataset) throws -> EvaluationResult {
+        reducer.context = "while evaluating"
+        return try DistributedTraining.evaluate(
+            network: network, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!, dataset: dataset,
+            chunkSize: options.chunkSize, hyper: options.layer, executor: executor, communicator: communicator,
+            reducer: reducer)
+    }
+}

@@ -1,0 +1,121 @@
+/// Elementwise activations with PyTorch's names and formulas: `nn.ReLU`, `nn.GELU()` (the erf
+/// form, PyTorch's default) and `nn.Tanh`. Shape is unchanged.
+public final class Activation: Layer {
+    public enum Function: String, Sendable {
+        case relu, gelu, tanh
+    }
+
+    public let function: Function
+    public let inputShape: [Int]
+
+    public init(_ function: Function, shape: [Int]) {
+        self.function = function
+        inputShape = shape
+    }
+
+    public var description: String {
+        switch function {
+        case .relu: return "ReLU()"
+        case .gelu: return "GELU(approximate='none')"
+        case .tanh: return "Tanh()"
+        }
+    }
+    public var outputShape: [Int] { inputShape }
+
+    public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
+        switch function {
+        case .relu: map(pass) { y[$0] = x[$0] > 0 ? x[$0] : 0 }
+        case .gelu: map(pass) { y[$0] = Float(Activation.gelu(Double(x[$0]))) }
+        case .tanh: map(pass) { y[$0] = ScalarMath.tanh(x[$0]) }
+        }
+    }
+
+    public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+                         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
+        guard let dx else { return }
+        switch function {
+        case .relu: map(pass) { dx[$0] = y[$0] > 0 ? dy[$0] : 0 }
+        case .gelu: map(pass) { dx[$0] = dy[$0] * Float(Activation.geluDerivative(Double(x[$0]))) }
+        case .tanh: map(pass) { dx[$0] = dy[$0] * (1 - y[$0] * y[$0]) }
+        }
+    }
+
+    /// Runs `body(i)` for every element of every chunk.
+    @inline(__always) private func map(_ pass: Pass, _ body: (Int) -> Void) {
+        let size = inputSize
+        pass.forEachChunk { first, count, _, _ in
+            for i in (first * size)..<((first + count) * size) { body(i) }
+        }
+    }
+
+    /// x·Φ(x) with Φ the standard normal CDF, via erf.
+    static func gelu(_ x: Double) -> Double {
+        0.5 * x * (1 + ScalarMath.erf(x * 0.707_106_781_186_547_5))
+    }
+
+    /// Φ(x) + x·φ(x), as PyTorch's GeluBackward.
+    static func geluDerivative(_ x: Double) -> Double {
+        let cdf = 0.5 * (1 + ScalarMath.erf(x * 0.707_106_781_186_547_5))
+        let pdf = ScalarMath.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
+        return cdf + x * pdf
+    }
+}
+
+/// `nn.LogSoftmax(dim=1)` over each sample's features, computed in Double from the maximum
+/// down (sums in index order), rounded once to Float.
+public final class LogSoftmax: Layer {
+    public let inputShape: [Int]
+
+    public init(shape: [Int]) { inputShape = shape }
+
+    public var description: String { "LogSoftmax(dim=1)" }
+    public var outputShape: [Int] { inputShape }
+
+    public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
+        let n = inputSize
+        pass.forEachChunk { first, count, _, _ in
+            for s in first..<(first + count) {
+                logSoftmax(x + s * n, count: n, into: y + s * n)
+            }
+        }
+    }
+
+    public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+                         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
+        guard let dx else { return }
+        let n = inputSize
+        pass.forEachChunk { first, count, _, _ in
+            for s in first..<(first + count) {
+                let o = s * n
+                var total = 0.0
+                for i in 0..<n { total += Double(dy[o + i]) }
+                for i in 0..<n {
+                    dx[o + i] = Float(Double(dy[o + i]) - ScalarMath.exp(Double(y[o + i])) * total)
+                }
+            }
+        }
+    }
+}
+
+/// log softmax of one row: x − max − log Σ exp(x − max).
+func logSoftmax(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>) {
+    let shift = Double(rowMaximum(x, count: count))
+    var total = 0.0
+    for i in 0..<count { total += ScalarMath.exp(Double(x[i]) - shift) }
+    let logTotal = ScalarMath.log(total)
+    for i in 0..<count { y[i] = Float(Double(x[i]) - shift - logTotal) }
+}
+
+/// The largest value of a row (NaN if any is NaN).
+func rowMaximum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var m = x[0]
+    for i in 1..<max(count, 1) where x[i] > m || x[i].isNaN { m = x[i] }
+    return m
+}
+
+/// Index of the first largest value: the predicted class.
+public func argmax(_ x: UnsafePointer<Float>, count: Int) -> Int {
+    var best = 0
+    for i in 1..<max(count, 1) where x[i] > x[best] { best = i }
+    return best
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+/// Labelled images kept as bytes (UInt8 pixels, NCHW per sample); scaled to Float per chunk.
+public struct Dataset: Sendable {
+    public let name: String
+    /// Per-sample shape: channels, height, width.
+    public let shape: [Int]
+    public let classes: Int
+    public let pixels: [UInt8]
+    public let labels: [UInt8]
+
+    public init(name: String, shape: [Int], classes: Int, pixels: [UInt8], labels: [UInt8]) {
+        precondition(pixels.count == labels.count * shape.reduce(1, *), "pixel count must match labels × sample size")
+        self.name = name
+        self.shape = shape
+        self.classes = classes
+        self.pixels = pixels
+        self.labels = labels
+    }
+
+    public var count: Int { labels.count }
+    public var sampleSize: Int { shape.reduce(1, *) }
+
+    /// Writes samples `indices` as x/255 into `destination` (one sample after another).
+    public func scale(_ indices: some Collection<Int>, into destination: UnsafeMutablePointer<Float>) {
+        let size = sampleSize
+        pixels.withUnsafeBufferPointer { p in
+            var out = destination
+            for i in indices {
+                let src = p.baseAddress! + i * size
+                for j in 0..<size { out[j] = Float(src[j]) / 255 }
+                out += size
+            }
+        }
+    }
+}
+
+/// A training and a test split of the same kind of data.
+public struct DataSplits: Sendable {
+    public let train: Dataset
+    public let test: Dataset
+
+    /// Loads `synthetic[:TRAIN[:TEST]]`, or a directory of MNIST-format IDX files (plain or
+    /// .gz) or CIFAR-10 binary batches.
+    public static func load(_ location: String, seed: UInt64 = 0) throws -> DataSplits {
+        if location == "synthetic" || location.hasPrefix("synthetic:") {
+            let sizes = location.split(separator: ":").dropFirst().map { Int($0) }
+            guard sizes.count <= 2, sizes.allSatisfy({ $0 != nil && $0! > 0 && $0! <= 1_000_000 }) else {
+                throw EngineError.invalidData("bad synthetic data spec '\(location)'; use synthetic, synthetic:TRAIN or synthetic:TRAIN:TEST (counts 1…1000000)")
+            }
+            let train = sizes.first.map { $0! } ?? 6000
+            let test = sizes.count > 1 ? sizes[1]! : max(train / 6, 1)
+            return DataSplits(train: Synthetic.make(seed: seed, count: train, stream: "train"),
+                              test: Synthetic.make(seed: seed, count: test, stream: "test"))
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: location, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw EngineError.invalidData("data directory '\(location)' does not exist (install Fashion-MNIST with scripts/setup, or pass --data DIR)")
+        }
+        func find(_ names: [String]) -> String? {
+            names.map { "\(location)/\($0)" }.first { FileManager.default.fileExists(atPath: $0) }
+        }
+        func idx(_ stem: String) -> String? { find([stem, stem + ".gz"]) }
+        if let trainImages = idx("train-images-idx3-ubyte") {
+            guard let trainLabels = idx("train-labels-idx1-ubyte"), let testImages = idx("t10k-images-idx3-ubyte"),
+                  let testLabels = idx("t10k-labels-idx1-ubyte") else {
+                throw EngineError.invalidData("'\(location)' has train-images-idx3-ubyte but not all of train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte")
+            }
+            let train = try IDX.load(images: trainImages, labels: trainLabels, name: "train")
+            let test = try IDX.load(images: testImages, labels: testLabels, name: "test")
+            guard train.shape == test.shape else {
+                throw EngineError.invalidData("train images are \(train.shape) but test images are \(test.shape)")
+            }
+            let classes = max(train.classes, test.classes)
+            return DataSplits(train: train.withClasses(classes), test: test.withClasses(classes))
+        }
+        for base in [location, "\(location)/cifar-10-batches-bin"] where FileManager.default.fileExists(atPath: "\(base)/data_batch_1.bin") {
+            let trainFiles = (1...5).map { "\(base)/data_batch_\($0).bin" }.filter { FileManager.default.fileExists(atPath: $0) }
+            guard FileManager.default.fileExists(atPath: "\(base)/test_batch.bin") else {
+                throw EngineError.invalidData("'\(base)' has CIFAR-10 training batches but no test_batch.bin")
+            }
+            return DataSplits(train: try CIFAR10.load(files: trainFiles, name: "train"),
+                              test: try CIFAR10.load(files: ["\(base)/test_batch.bin"], name: "test"))
+        }
+        throw EngineError.invalidData("no data in '\(location)': expected MNIST-format IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-…) or CIFAR-10 binary batches (data_batch_1.bin … test_batch.bin)")
+    }
+}
+
+extension Dataset {
+    func withClasses(_ classes: Int) -> Dataset {
+        Dataset(name: name, shape: shape, classes: classes, pixels: pixels, labels: labels)
+    }
+}

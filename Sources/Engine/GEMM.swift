@@ -1,0 +1,154 @@
+public typealias Vec16 = SIMD16<Float>
+
+@inline(__always) func load16(_ p: UnsafePointer<Float>) -> Vec16 {
+    UnsafeRawPointer(p).loadUnaligned(as: Vec16.self)
+}
+
+@inline(__always) func store16(_ v: Vec16, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec16.self)
+}
+
+/// The one matrix-multiply entry point every layer uses:
+/// `C[i, j] = (accumulate ? C[i, j] : 0) + Σ_{p = 0..<k} A[i, p] · B[p, j]`.
+///
+/// Determinism (design §2.3): every element of C is one chain of fused multiply-adds over
+/// p = 0, 1, …, k−1 in that order, started from C[i, j] or +0. Blocking over rows and columns
+/// and the vector width decide only which elements are computed together, never the order
+/// within an element, so the bits do not depend on the shapes around it, on the CPU's vector
+/// width, or on how the caller splits the work. The scalar tail uses the same fused operation.
+///
+/// A is addressed with arbitrary strides (so a transposed A costs nothing); B's rows must be
+/// contiguous (`B[p, j] = b[p * ldb + j]`): callers transpose B into a workspace when needed.
+public func gemm(m: Int, n: Int, k: Int,
+                 a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
+                 b: UnsafePointer<Float>, ldb: Int,
+                 c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    var j = 0
+    while j + 32 <= n {
+        var i = 0
+        while i + 4 <= m {
+            kernel4x32(k: k, a: a + i * aRowStride, aRowStride: aRowStride, aColStride: aColStride,
+                       b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+            i += 4
+        }
+        while i < m {
+            kernel1x32(k: k, a: a + i * aRowStride, aColStride: aColStride,
+                       b: b + j, ldb: ldb, c: c + i * ldc + j, accumulate: accumulate)
+            i += 1
+        }
+        j += 32
+    }
+    while j + 16 <= n {
+        for i in 0..<m {
+            kernel1x16(k: k, a: a + i * aRowStride, aColStride: aColStride,
+                       b: b + j, ldb: ldb, c: c + i * ldc + j, accumulate: accumulate)
+        }
+        j += 16
+    }
+    if j < n {
+        for i in 0..<m {
+            let aRow = a + i * aRowStride
+            for jj in j..<n {
+                var acc: Float = accumulate ? c[i * ldc + jj] : 0
+                for p in 0..<k {
+                    acc = acc.addingProduct(aRow[p * aColStride], b[p * ldb + jj])
+                }
+                c[i * ldc + jj] = acc
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func kernel4x32(k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
+                        b: UnsafePointer<Float>, ldb: Int,
+                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
+    var c20 = Vec16(), c21 = Vec16(), c30 = Vec16(), c31 = Vec16()
+    if accumulate {
+        c00 = load16(c); c01 = load16(c + 16)
+        c10 = load16(c + ldc); c11 = load16(c + ldc + 16)
+        c20 = load16(c + 2 * ldc); c21 = load16(c + 2 * ldc + 16)
+        c30 = load16(c + 3 * ldc); c31 = load16(c + 3 * ldc + 16)
+    }
+    let a0 = a, a1 = a + aRowStride, a2 = a + 2 * aRowStride, a3 = a + 3 * aRowStride
+    for p in 0..<k {
+        let bRow = b + p * ldb
+        let b0 = load16(bRow), b1 = load16(bRow + 16)
+        let off = p * aColStride
+        let x0 = Vec16(repeating: a0[off]), x1 = Vec16(repeating: a1[off])
+        let x2 = Vec16(repeating: a2[off]), x3 = Vec16(repeating: a3[off])
+        c00 = c00.addingProduct(x0, b0); c01 = c01.addingProduct(x0, b1)
+        c10 = c10.addingProduct(x1, b0); c11 = c11.addingProduct(x1, b1)
+        c20 = c20.addingProduct(x2, b0); c21 = c21.addingProduct(x2, b1)
+        c30 = c30.addingProduct(x3, b0); c31 = c31.addingProduct(x3, b1)
+    }
+    store16(c00, c); store16(c01, c + 16)
+    store16(c10, c + ldc); store16(c11, c + ldc + 16)
+    store16(c20, c + 2 * ldc); store16(c21, c + 2 * ldc + 16)
+    store16(c30, c + 3 * ldc); store16(c31, c + 3 * ldc + 16)
+}
+
+@inline(__always)
+private func kernel1x32(k: Int, a: UnsafePointer<Float>, aColStride: Int,
+                        b: UnsafePointer<Float>, ldb: Int,
+                        c: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    var c0 = accumulate ? load16(c) : Vec16()
+    var c1 = accumulate ? load16(c + 16) : Vec16()
+    for p in 0..<k {
+        let x = Vec16(repeating: a[p * aColStride])
+        c0 = c0.addingProduct(x, load16(b + p * ldb))
+        c1 = c1.addingProduct(x, load16(b + p * ldb + 16))
+    }
+    store16(c0, c); store16(c1, c + 16)
+}
+
+@inline(__always)
+private func kernel1x16(k: Int, a: UnsafePointer<Float>, aColStride: Int,
+                        b: UnsafePointer<Float>, ldb: Int,
+                        c: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    var c0 = accumulate ? load16(c) : Vec16()
+    for p in 0..<k {
+        c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), load16(b + p * ldb))
+    }
+    store16(c0, c)
+}
+
+/// dst[j, i] = src[i, j] for a rows × cols row-major src.
+public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+    for i in 0..<rows {
+        for j in 0..<cols {
+            dst[j * rows + i] = src[i * cols + j]
+        }
+    }
+}
+
+/// Σ over i in 0..<count of a per-element term, in a fixed order written here and independent
+/// of the CPU: sixteen lane-wise running sums over consecutive blocks of 16 (`vector(i)` gives
+/// the terms of elements i..<i+16), the tail's terms (`scalar(i)`) added to lanes 0, 1, …, then
+/// the lanes combined pairwise (8+8, 4+4, 2+2, 1+1). Every horizontal sum (bias gradients,
+/// batch-norm sums) goes through here, so it means the same on AVX2 and AVX-512 builds.
+@inline(__always)
+public func laneSum(count: Int, _ vector: (Int) -> Vec16, _ scalar: (Int) -> Float) -> Float {
+    var acc = Vec16()
+    var i = 0
+    while i + 16 <= count {
+        acc += vector(i)
+        i += 16
+    }
+    var lane = 0
+    while i < count {
+        acc[lane] += scalar(i)
+        i += 1
+        lane += 1
+    }
+    let s8 = acc.lowHalf + acc.highHalf
+    let s4 = s8.lowHalf + s8.highHalf
+    let s2 = s4.lowHalf + s4.highHalf
+    return s2[0] + s2[1]
+}
+
+/// Σ x[i] (see `laneSum` for the order).
+public func horizontalSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    laneSum(count: count, { load16(x + $0) }, { x[$0] })
+}

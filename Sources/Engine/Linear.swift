@@ -1,0 +1,77 @@
+/// `nn.Linear(in, out)`: y = x·Wᵀ + b with weight `[out, in]` and bias `[out]`.
+/// Each output is one fixed-order FMA chain over the inputs, started from the bias.
+public final class Linear: Layer {
+    public let inFeatures, outFeatures: Int
+    let weightOffset, biasOffset: Int
+    /// Wᵀ as `[in, out]`, rebuilt once per forward pass so that `gemm` reads contiguous rows.
+    private let weightTransposed: UnsafeMutablePointer<Float>
+
+    public init(name: String, inShape: [Int], outFeatures: Int, layout: inout ParameterLayout,
+                initScheme: InitScheme) throws {
+        guard inShape.count == 1 else {
+            throw EngineError.invalidModel("\(name): Linear needs a flat input; put 'flatten' before it (input is \(inShape))")
+        }
+        inFeatures = inShape[0]
+        self.outFeatures = outFeatures
+        weightOffset = layout.declare("\(name).weight", shape: [outFeatures, inFeatures],
+                                      initializer: initScheme.weight(fanIn: inFeatures, fanOut: outFeatures))
+        biasOffset = layout.declare("\(name).bias", shape: [outFeatures], initializer: initScheme.bias(fanIn: inFeatures))
+        weightTransposed = .allocate(capacity: inFeatures * outFeatures)
+    }
+
+    deinit { weightTransposed.deallocate() }
+
+    public var description: String { "Linear(in_features=\(inFeatures), out_features=\(outFeatures))" }
+    public var inputShape: [Int] { [inFeatures] }
+    public var outputShape: [Int] { [outFeatures] }
+
+    public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
+        let bias = pass.parameters + biasOffset
+        transpose(pass.parameters + weightOffset, rows: outFeatures, cols: inFeatures, into: weightTransposed)
+        pass.forEachChunk { first, count, _, _ in
+            let out = y + first * outFeatures
+            for s in 0..<count {
+                (out + s * outFeatures).update(from: bias, count: outFeatures)
+            }
+            gemm(m: count, n: outFeatures, k: inFeatures, a: x + first * inFeatures, aRowStride: inFeatures,
+                 aColStride: 1, b: weightTransposed, ldb: outFeatures, c: out, ldc: outFeatures, accumulate: true)
+        }
+    }
+
+    public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+                         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
+        let weight = pass.parameters + weightOffset
+        pass.forEachChunk { first, count, chunk, _ in
+            let grads = pass.gradients(ofChunk: chunk)
+            let dBias = grads + biasOffset
+            let dOut = dy + first * outFeatures
+            for s in 0..<count {
+                for o in 0..<outFeatures { dBias[o] += dOut[s * outFeatures + o] }
+            }
+            // dW += dyᵀ · x: each element's chain runs over the chunk's samples in order.
+            gemm(m: outFeatures, n: inFeatures, k: count, a: dOut, aRowStride: 1, aColStride: outFeatures,
+                 b: x + first * inFeatures, ldb: inFeatures, c: grads + weightOffset, ldc: inFeatures, accumulate: true)
+            if let dx {
+                gemm(m: count, n: inFeatures, k: outFeatures, a: dOut, aRowStride: outFeatures, aColStride: 1,
+                     b: weight, ldb: inFeatures, c: dx + first * inFeatures, ldc: inFeatures, accumulate: false)
+            }
+        }
+    }
+}
+
+/// `nn.Flatten()`: C×H×W → C·H·W; the values are already in that order.
+public final class Flatten: Layer {
+    public let inputShape: [Int]
+    public init(inShape: [Int]) { inputShape = inShape }
+    public var description: String { "Flatten()" }
+    public var outputShape: [Int] { [inputShape.reduce(1, *)] }
+
+    public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
+        y.update(from: x, count: pass.sampleCount * inputSize)
+    }
+
+    public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+                         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
+        dx?.update(from: dy, count: pass.sampleCount * inputSize)
+    }
+}

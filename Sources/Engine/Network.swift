@@ -1,0 +1,119 @@
+/// A model: its layers in order, the layout of its parameters and buffers, and its loss.
+public final class Network {
+    public let spec: ModelSpec
+    public let inputShape: [Int]
+    public let classes: Int
+    public let layers: [Layer]
+    public let layout: ParameterLayout
+    public let loss: LossFunction
+
+    public init(spec: ModelSpec, inputShape: [Int], classes: Int, initScheme: InitScheme = .default) throws {
+        self.spec = spec
+        self.inputShape = inputShape
+        self.classes = classes
+        var layout = ParameterLayout()
+        var layers: [Layer] = []
+        var shape = inputShape
+        var counts: [String: Int] = [:]
+        func nextName(_ prefix: String) -> String {
+            counts[prefix, default: 0] += 1
+            return "\(prefix)\(counts[prefix]!)"
+        }
+        for (index, token) in spec.tokens.enumerated() {
+            let layer: Layer
+            switch token {
+            case let .conv(out, kernel, stride, padding):
+                layer = try Conv2d(name: nextName("conv"), inShape: shape, outChannels: out, kernel: kernel,
+                                   stride: stride, padding: padding, layout: &layout, initScheme: initScheme)
+            case .batchNorm:
+                layer = try BatchNorm2d(name: nextName("bn"), inShape: shape, layout: &layout)
+            case .activation(let function):
+                layer = Activation(function, shape: shape)
+            case let .maxPool(kernel, stride):
+                layer = try MaxPool2d(name: "maxpool", inShape: shape, kernel: kernel, stride: stride)
+            case let .avgPool(kernel, stride):
+                layer = try AvgPool2d(name: "avgpool", inShape: shape, kernel: kernel, stride: stride)
+            case .flatten:
+                layer = Flatten(inShape: shape)
+            case .linear(let out):
+                if shape.count != 1 {
+                    let flatten = Flatten(inShape: shape)
+                    layers.append(flatten)
+                    shape = flatten.outputShape
+                }
+                layer = try Linear(name: nextName("fc"), inShape: shape, outFeatures: out ?? classes,
+                                   layout: &layout, initScheme: initScheme)
+            case .logSoftmax:
+                guard index == spec.tokens.count - 1 else {
+                    throw EngineError.invalidModel("'logsoftmax' must be the last token of '\(spec.text)'")
+                }
+                layer = LogSoftmax(shape: shape)
+            }
+            layers.append(layer)
+            shape = layer.outputShape
+        }
+        guard shape == [classes] else {
+            throw EngineError.invalidModel(
+                "model '\(spec.text)' ends with shape \(shape) but the data has \(classes) classes; end the spec with 'fc'")
+        }
+        self.layers = layers
+        self.layout = layout
+        loss = spec.tokens.last == .logSoftmax ? .nll : .crossEntropy
+    }
+
+    public var parameterCount: Int { layout.parameterCount }
+
+    /// Runs every layer forward; `activations.output` then holds the model's outputs.
+    public func forward(_ activations: Activations, _ pass: Pass) throws {
+        var input = UnsafePointer(activations.input)
+        for (layer, output) in zip(layers, activations.outputs) {
+            try layer.forward(output, input, pass)
+            input = UnsafePointer(output)
+        }
+    }
+
+    /// Backpropagates `activations.outputGradient` through every layer, adding parameter
+    /// gradients into the pass's chunk partials. The first layer's input gradient is skipped.
+    public func backward(_ activations: Activations, _ pass: Pass) throws {
+        var gradient = activations.outputGradient
+        var spare = activations.gradientScratch
+        for l in layers.indices.reversed() {
+            let input = l == 0 ? activations.input : activations.outputs[l - 1]
+            let dx: UnsafeMutablePointer<Float>? = l == 0 ? nil : spare
+            try layers[l].backward(dx, gradient, input, activations.outputs[l], pass)
+            if let dx {
+                spare = gradient
+                gradient = dx
+            }
+        }
+    }
+}
+
+/// Every layer's output for up to `capacity` samples, allocated once and reused each step.
+public final class Activations {
+    public let capacity: Int
+    public let input: UnsafeMutablePointer<Float>
+    public let outputs: [UnsafeMutablePointer<Float>]
+    /// ∂loss/∂(model output); the loss writes it, backward reads it.
+    public let outputGradient: UnsafeMutablePointer<Float>
+    let gradientScratch: UnsafeMutablePointer<Float>
+
+    public init(network: Network, capacity: Int) {
+        self.capacity = capacity
+        let inputSize = network.inputShape.reduce(1, *)
+        input = .allocate(capacity: capacity * inputSize)
+        outputs = network.layers.map { .allocate(capacity: capacity * $0.outputSize) }
+        let largest = network.layers.map(\.outputSize).max() ?? 1
+        outputGradient = .allocate(capacity: capacity * largest)
+        gradientScratch = .allocate(capacity: capacity * largest)
+    }
+
+    deinit {
+        input.deallocate()
+        outputs.forEach { $0.deallocate() }
+        outputGradient.deallocate()
+        gradientScratch.deallocate()
+    }
+
+    public var output: UnsafeMutablePointer<Float> { outputs.last! }
+}

@@ -1,0 +1,151 @@
+/// `nn.BatchNorm2d(channels, eps, momentum)`, NCHW, with *synchronised* batch statistics.
+///
+/// In training the mean and variance are over the whole global batch (all chunks, all ranks):
+/// per-chunk sums → exact reduction → mean; per-chunk squared deviations → exact reduction →
+/// biased variance (design §2.5). Running statistics follow PyTorch: `r ← (1−m)·r + m·stat`
+/// with the unbiased variance. Backward reduces Σdy and Σdy·(x−mean) the same way. Evaluation
+/// uses the running statistics. Parameters `weight` (γ, 1) and `bias` (β, 0); buffers
+/// `running_mean` (0) and `running_var` (1).
+public final class BatchNorm2d: Layer {
+    public let channels, height, width: Int
+    let name: String
+    let weightOffset, biasOffset, runningMeanOffset, runningVarOffset: Int
+    private var mean: [Float], invStd: [Float]
+    /// Per-chunk partial sums, `[chunk][2·channels]`, grown once.
+    private var partials: [Float] = []
+    private var totals: [Float]
+
+    public init(name: String, inShape: [Int], layout: inout ParameterLayout) throws {
+        guard inShape.count == 3 else {
+            throw EngineError.invalidModel("\(name): BatchNorm2d needs an image input (C×H×W), got \(inShape)")
+        }
+        self.name = name
+        (channels, height, width) = (inShape[0], inShape[1], inShape[2])
+        weightOffset = layout.declare("\(name).weight", shape: [channels], initializer: .constant(1))
+        biasOffset = layout.declare("\(name).bias", shape: [channels], initializer: .constant(0))
+        runningMeanOffset = layout.declare("\(name).running_mean", shape: [channels], kind: .buffer, initializer: .constant(0))
+        runningVarOffset = layout.declare("\(name).running_var", shape: [channels], kind: .buffer, initializer: .constant(1))
+        mean = [Float](repeating: 0, count: channels)
+        invStd = mean
+        totals = [Float](repeating: 0, count: 2 * channels)
+    }
+
+    public var description: String { "BatchNorm2d(\(channels))" }
+    public var inputShape: [Int] { [channels, height, width] }
+    public var outputShape: [Int] { inputShape }
+
+    /// Fills `partials` with `width` per-channel chunk sums from `term(chunk plane, channel)`,
+    /// then reduces them exactly over the global batch into `totals`.
+    private func reduceChunkSums(_ pass: Pass, perChannel: Int, segments: [String],
+                                 _ term: @escaping (_ sample: Int, _ channel: Int, _ slot: Int) -> Float) throws {
+        let width = perChannel * channels
+        if partials.count < pass.chunkCount * width {
+            partials = [Float](repeating: 0, count: pass.chunkCount * width)
+        }
+        partials.withUnsafeMutableBufferPointer { buffer in
+            let p = buffer.baseAddress!
+            pass.forEachChunk { first, count, chunk, _ in
+                let row = p + chunk * width
+                row.update(repeating: 0, count: width)
+                for s in first..<(first + count) {
+                    for slot in 0..<perChannel {
+                        for c in 0..<channels { row[slot * channels + c] += term(s, c, slot) }
+                    }
+                }
+            }
+        }
+        let segmentList = segments.enumerated().map { i, label in
+            SumSegment(name: "\(name) \(label)", range: (i * channels)..<((i + 1) * channels))
+        }
+        try partials.withUnsafeBufferPointer { p in
+            try totals.withUnsafeMutableBufferPointer { t in
+                try pass.reducer.sumChunks(p.baseAddress!, rows: pass.chunkCount, width: width,
+                                           segments: segmentList, into: t.baseAddress!)
+            }
+        }
+    }
+
+    public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
+        let plane = height * width, channels = channels
+        let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
+        let runningMean = pass.buffers + runningMeanOffset, runningVar = pass.buffers + runningVarOffset
+        let eps = pass.hyper.batchNormEpsilon
+        if pass.training {
+            let n = Float(pass.globalSampleCount * plane)
+            try reduceChunkSums(pass, perChannel: 1, segments: ["sum"]) { s, c, _ in
+                horizontalSum(x + (s * channels + c) * plane, count: plane)
+            }
+            for c in 0..<channels { mean[c] = totals[c] / n }
+            let meanCopy = mean
+            try reduceChunkSums(pass, perChannel: 1, segments: ["squared deviation"]) { s, c, _ in
+                let p = x + (s * channels + c) * plane
+                let m = meanCopy[c], mv = Vec16(repeating: meanCopy[c])
+                return laneSum(count: plane, { let d = load16(p + $0) - mv; return d * d }, { let d = p[$0] - m; return d * d })
+            }
+            let momentum = pass.hyper.batchNormMomentum
+            for c in 0..<channels {
+                let variance = totals[c] / n
+                invStd[c] = 1 / (variance + eps).squareRoot()
+                let unbiased = totals[c] / max(n - 1, 1)
+                runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean[c]
+                runningVar[c] = (1 - momentum) * runningVar[c] + momentum * unbiased
+            }
+        } else {
+            for c in 0..<channels {
+                mean[c] = runningMean[c]
+                invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
+            }
+        }
+        // y = x·α + β' with α = γ/σ and β' = β − mean·α, as PyTorch's CPU kernel.
+        let alpha = (0..<channels).map { invStd[$0] * weight[$0] }
+        let shift = (0..<channels).map { bias[$0] - mean[$0] * alpha[$0] }
+        pass.forEachChunk { first, count, _, _ in
+            for s in first..<(first + count) {
+                for c in 0..<channels {
+                    let o = (s * channels + c) * plane
+                    for i in 0..<plane { y[o + i] = x[o + i] * alpha[c] + shift[c] }
+                }
+            }
+        }
+    }
+
+    public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+                         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
+        let plane = height * width, channels = channels
+        let meanCopy = mean, invStdCopy = invStd
+        // Slot 0: Σdy; slot 1: Σdy·(x − mean).
+        let term: (Int, Int, Int) -> Float = { s, c, slot in
+            let o = (s * channels + c) * plane
+            if slot == 0 { return horizontalSum(dy + o, count: plane) }
+            let m = meanCopy[c], mv = Vec16(repeating: m)
+            return laneSum(count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
+        }
+        try reduceChunkSums(pass, perChannel: 2, segments: ["Σdy", "Σdy·(x−mean)"], term)
+        // Parameter gradients: each chunk's Σdy·x̂ and Σdy, reduced later with all gradients.
+        for chunk in 0..<pass.chunkCount {
+            let grads = pass.gradients(ofChunk: chunk), row = chunk * 2 * channels
+            for c in 0..<channels {
+                grads[weightOffset + c] += partials[row + channels + c] * invStdCopy[c]
+                grads[biasOffset + c] += partials[row + c]
+            }
+        }
+        guard let dx else { return }
+        let n = Float(pass.globalSampleCount * plane)
+        let weight = pass.parameters + weightOffset
+        let totalsCopy = totals
+        pass.forEachChunk { first, count, _, _ in
+            for s in first..<(first + count) {
+                for c in 0..<channels {
+                    let gradMean = totalsCopy[c] / n
+                    let projection = totalsCopy[channels + c] * invStdCopy[c] * invStdCopy[c] / n
+                    let scale = invStdCopy[c] * weight[c]
+                    let m = meanCopy[c]
+                    let o = (s * channels + c) * plane
+                    for i in 0..<plane {
+                        dx[o + i] = (dy[o + i] - (x[o + i] - m) * projection - gradMean) * scale
+                    }
+                }
+            }
+        }
+    }
+}

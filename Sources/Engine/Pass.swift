@@ -1,0 +1,158 @@
+import Dispatch
+
+/// A contiguous slice of the tensors a reduction covers, with the name errors report.
+public struct SumSegment: Sendable {
+    public let name: String
+    public let range: Range<Int>
+    public init(name: String, range: Range<Int>) {
+        self.name = name
+        self.range = range
+    }
+}
+
+/// Turns per-chunk partial sums into the sum over every chunk of the global batch, on every
+/// rank. The engine only states what it needs; `Distributed` provides the exact
+/// implementation (64-bit fixed point across chunks and ranks, design §2.4).
+public protocol ChunkSumReducer: AnyObject {
+    /// `partials` holds `rows` local chunks × `width` floats, row-major; `result` receives the
+    /// `width` global sums. Throws if a value is NaN or infinite, naming its segment.
+    func sumChunks(_ partials: UnsafePointer<Float>, rows: Int, width: Int,
+                   segments: [SumSegment], into result: UnsafeMutablePointer<Float>) throws
+}
+
+/// Per-thread scratch memory, grown on first use and then reused: no allocation per step.
+public final class Workspace {
+    private var slots: [UnsafeMutablePointer<Float>] = []
+    private var capacities: [Int] = []
+
+    public init() {}
+
+    deinit {
+        for p in slots { p.deallocate() }
+    }
+
+    /// A buffer of at least `count` floats; slots are independent so a layer may hold several.
+    public func floats(_ slot: Int, count: Int) -> UnsafeMutablePointer<Float> {
+        while slots.count <= slot {
+            slots.append(.allocate(capacity: 1))
+            capacities.append(1)
+        }
+        if capacities[slot] < count {
+            slots[slot].deallocate()
+            slots[slot] = .allocate(capacity: count)
+            capacities[slot] = count
+        }
+        return slots[slot]
+    }
+}
+
+/// Runs a rank's chunks on a fixed number of threads. Each thread takes a contiguous run of
+/// chunks; since a chunk's result does not depend on where it runs, neither do the bits.
+public final class ChunkExecutor {
+    public let threadCount: Int
+    public let workspaces: [Workspace]
+
+    public init(threads: Int) {
+        threadCount = max(1, threads)
+        workspaces = (0..<max(1, threads)).map { _ in Workspace() }
+    }
+
+    public func run(chunks: Int, _ body: (_ chunk: Int, _ workspace: Workspace) -> Void) {
+        let threads = min(threadCount, chunks)
+        if threads <= 1 {
+            for c in 0..<chunks { body(c, workspaces[0]) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            for c in (t * chunks / threads)..<((t + 1) * chunks / threads) {
+                body(c, workspaces[t])
+            }
+        }
+    }
+}
+
+/// One forward or backward pass over a rank's share of a batch.
+///
+/// Samples are laid out contiguously (NCHW for images); chunk c holds samples
+/// `c·chunkSize ..< min((c+1)·chunkSize, sampleCount)`.
+public final class Pass {
+    public let sampleCount: Int
+    public let chunkSize: Int
+    public let chunkCount: Int
+    /// The number of samples in the global batch: the divisor of means over the batch.
+    public let globalSampleCount: Int
+    public let training: Bool
+    public let parameters: UnsafeMutablePointer<Float>
+    public let buffers: UnsafeMutablePointer<Float>
+    /// `chunkCount` rows of `parameterCount` gradient partials; layers *add* into them.
+    public let chunkGradients: UnsafeMutablePointer<Float>?
+    public let parameterCount: Int
+    public let executor: ChunkExecutor
+    public let reducer: ChunkSumReducer
+    public let hyper: LayerHyperparameters
+
+    public init(sampleCount: Int, chunkSize: Int, globalSampleCount: Int, training: Bool,
+                parameters: UnsafeMutablePointer<Float>, buffers: UnsafeMutablePointer<Float>,
+                chunkGradients: UnsafeMutablePointer<Float>?, parameterCount: Int,
+                executor: ChunkExecutor, reducer: ChunkSumReducer, hyper: LayerHyperparameters) {
+        self.sampleCount = sampleCount
+        self.chunkSize = chunkSize
+        self.chunkCount = (sampleCount + chunkSize - 1) / chunkSize
+        self.globalSampleCount = globalSampleCount
+        self.training = training
+        self.parameters = parameters
+        self.buffers = buffers
+        self.chunkGradients = chunkGradients
+        self.parameterCount = parameterCount
+        self.executor = executor
+        self.reducer = reducer
+        self.hyper = hyper
+    }
+
+    @inlinable public func samples(ofChunk c: Int) -> Range<Int> {
+        (c * chunkSize)..<min((c + 1) * chunkSize, sampleCount)
+    }
+
+    /// Runs `body(first sample, sample count, chunk, workspace)` for every chunk.
+    public func forEachChunk(_ body: (_ first: Int, _ count: Int, _ chunk: Int, _ workspace: Workspace) -> Void) {
+        executor.run(chunks: chunkCount) { c, workspace in
+            let range = samples(ofChunk: c)
+            body(range.lowerBound, range.count, c, workspace)
+        }
+    }
+
+    /// The gradient partials of chunk `c`.
+    public func gradients(ofChunk c: Int) -> UnsafeMutablePointer<Float> {
+        chunkGradients! + c * parameterCount
+    }
+}
+
+/// Hyperparameters that live in layers rather than in the optimizer (they are options, not
+/// constants buried in kernels).
+public struct LayerHyperparameters: Sendable, Equatable {
+    public var batchNormMomentum: Float
+    public var batchNormEpsilon: Float
+    public init(batchNormMomentum: Float = 0.1, batchNormEpsilon: Float = 1e-5) {
+        self.batchNormMomentum = batchNormMomentum
+        self.batchNormEpsilon = batchNormEpsilon
+    }
+}
+
+/// A network layer. Tensors are per-sample contiguous (NCHW for images); `forward` and
+/// `backward` see the whole rank's share of the batch and work chunk by chunk through
+/// `pass.forEachChunk`. `backward` overwrites `dx` (nil for the first layer) and *adds*
+/// parameter gradients into the chunk's partials, as llm.c's backward functions do.
+public protocol Layer: AnyObject {
+    /// PyTorch's name of the module, e.g. "Conv2d(1, 32, kernel_size=3)".
+    var description: String { get }
+    var inputShape: [Int] { get }
+    var outputShape: [Int] { get }
+    func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws
+    func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
+                  _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws
+}
+
+extension Layer {
+    public var inputSize: Int { inputShape.reduce(1, *) }
+    public var outputSize: Int { outputShape.reduce(1, *) }
+}
