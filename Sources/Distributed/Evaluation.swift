@@ -46,8 +46,8 @@ public func evaluate(network: Network, parameters: UnsafeMutablePointer<Float>, 
                         parameters: parameters, buffers: buffers, chunkGradients: nil, parameterCount: network.parameterCount,
                         executor: executor, reducer: reducer, hyper: hyper)
         try network.forward(activations, pass)
-        try chunkLoss.withUnsafeMutableBufferPointer { lossBuffer in
-            try chunkCorrect.withUnsafeMutableBufferPointer { correctBuffer in
+        chunkLoss.withUnsafeMutableBufferPointer { lossBuffer in
+            chunkCorrect.withUnsafeMutableBufferPointer { correctBuffer in
                 network.loss.evaluate(outputs: activations.output, labels: labels, classes: classes, pass: pass,
                                       gradient: nil, chunkLoss: lossBuffer.baseAddress! + (batchStart - mine.lowerBound),
                                       chunkCorrect: correctBuffer.baseAddress!)

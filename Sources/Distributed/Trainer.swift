@@ -8,6 +8,8 @@ public struct StepResult: Sendable {
     /// Mean loss and accuracy over the global batch.
     public let loss: Float
     public let accuracy: Double
+    /// Some rank received a stop signal before this step's reduction: every rank stops here.
+    public let stopRequested: Bool
 }
 
 /// Data-parallel training of one network over the ranks of a communicator (design §2).
@@ -27,7 +29,7 @@ public final class Trainer {
     public let reducer: ExactReducer
     public let executor: ChunkExecutor
     /// Global steps completed.
-    public private(set) var step = 0
+    public internal(set) var step = 0
 
     let parameters: UnsafeMutableBufferPointer<Float>
     let buffers: UnsafeMutableBufferPointer<Float>
@@ -129,13 +131,14 @@ public final class Trainer {
         var lossSum: Float = 0
         try reducer.sumChunks(chunkLoss.baseAddress!, rows: pass.chunkCount, width: 1,
                               segments: [SumSegment(name: "the loss", range: 0..<1)], into: &lossSum)
-        var correct = [chunkCorrect.reduce(0, +)]
-        try communicator.allreduceSum(&correct)
+        // The stop flag rides on the step's last, smallest allreduce.
+        var counts = [chunkCorrect.reduce(0, +), StopSignal.requested ? 1 : 0]
+        try communicator.allreduceSum(&counts)
         options.optimizer.step(parameters: parameters.baseAddress!, gradients: gradient.baseAddress!,
                                velocity: velocity.baseAddress!, count: parameterCount,
                                learningRate: options.learningRate)
         let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
-                                accuracy: Double(correct[0]) / Double(options.batchSize))
+                                accuracy: Double(counts[0]) / Double(options.batchSize), stopRequested: counts[1] > 0)
         step += 1
         return result
     }

@@ -3,8 +3,9 @@
 public final class Linear: Layer {
     public let inFeatures, outFeatures: Int
     let weightOffset, biasOffset: Int
-    /// Wᵀ as `[in, out]`, rebuilt once per forward pass so that `gemm` reads contiguous rows.
-    private let weightTransposed: UnsafeMutablePointer<Float>
+    /// Wᵀ as `[in, out]`, rebuilt once per forward pass so that `gemm` reads contiguous rows;
+    /// allocated on first use, so that describing a model allocates nothing large.
+    private var transposedStorage: UnsafeMutablePointer<Float>?
 
     public init(name: String, inShape: [Int], outFeatures: Int, layout: inout ParameterLayout,
                 initScheme: InitScheme) throws {
@@ -16,10 +17,9 @@ public final class Linear: Layer {
         weightOffset = layout.declare("\(name).weight", shape: [outFeatures, inFeatures],
                                       initializer: initScheme.weight(fanIn: inFeatures, fanOut: outFeatures))
         biasOffset = layout.declare("\(name).bias", shape: [outFeatures], initializer: initScheme.bias(fanIn: inFeatures))
-        weightTransposed = .allocate(capacity: inFeatures * outFeatures)
     }
 
-    deinit { weightTransposed.deallocate() }
+    deinit { transposedStorage?.deallocate() }
 
     public var description: String { "Linear(in_features=\(inFeatures), out_features=\(outFeatures))" }
     public var inputShape: [Int] { [inFeatures] }
@@ -27,6 +27,8 @@ public final class Linear: Layer {
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let bias = pass.parameters + biasOffset
+        if transposedStorage == nil { transposedStorage = .allocate(capacity: inFeatures * outFeatures) }
+        let weightTransposed = transposedStorage!
         transpose(pass.parameters + weightOffset, rows: outFeatures, cols: inFeatures, into: weightTransposed)
         pass.forEachChunk { first, count, _, _ in
             let out = y + first * outFeatures

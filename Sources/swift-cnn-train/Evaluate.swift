@@ -1,5 +1,62 @@
 import ArgumentParser
+import DistributedTraining
+import Engine
+import Foundation
+
 struct Evaluate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate a checkpoint on a data split.")
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a checkpoint on a data split: accuracy, per-class accuracy and the confusion matrix.",
+        discussion: """
+        Examples:
+          swift-cnn-train evaluate --checkpoint runs/checkpoint-000004685.scnn
+          mpirun -n 2 swift-cnn-train evaluate --checkpoint ckpt.scnn --split train
+        """)
+
+    @Option(help: "The checkpoint file to evaluate.")
+    var checkpoint: String
+
+    @Option(help: "Data directory (as for train).")
+    var data = "/usr/share/datasets/fashion-mnist"
+
+    @Option(help: "Which split: test or train.")
+    var split = "test"
+
+    @Option(help: "Threads per rank (default: cores ÷ ranks on the node).")
+    var threads: Int?
+
+    func validate() throws {
+        guard ["test", "train"].contains(split) else { throw ValidationError("--split must be test or train (got '\(split)')") }
+    }
+
+    func run() throws {
+        try Job.run {
+            let (checkpoint, network) = try loadCheckpoint(path: self.checkpoint)
+            let splits = try DataSplits.load(data, seed: checkpoint.manifest.seed)
+            let dataset = split == "test" ? splits.test : splits.train
+            guard dataset.shape == network.inputShape, dataset.classes <= network.classes else {
+                throw EngineError.invalidData("the data (\(dataset.shape), \(dataset.classes) classes) does not fit the checkpoint's model (\(network.inputShape), \(network.classes) classes)")
+            }
+            var parameters = checkpoint.parameters, buffers = checkpoint.buffers + [0]
+            let communicator = Job.communicator
+            let m = checkpoint.manifest
+            let result = try evaluate(
+                network: network, parameters: &parameters, buffers: &buffers, dataset: dataset, chunkSize: m.chunkSize,
+                hyper: LayerHyperparameters(batchNormMomentum: m.batchNormMomentum, batchNormEpsilon: m.batchNormEpsilon),
+                executor: ChunkExecutor(threads: threads ?? Job.defaultThreads), communicator: communicator,
+                reducer: ExactReducer(communicator: communicator))
+            Job.say("checkpoint \(self.checkpoint) (step \(m.step), model \(m.model))")
+            Job.say("\(split): \(result.count) samples, loss \(String(format: "%.4f", result.loss)), accuracy \(String(format: "%.2f", 100 * result.accuracy))%")
+            Job.say("per-class accuracy: " + result.classAccuracy.enumerated().map { "\($0.offset): " + ($0.element.map { String(format: "%.2f%%", 100 * $0) } ?? "n/a") }.joined(separator: ", "))
+            Job.say("confusion matrix (rows: actual, columns: predicted):")
+            let width = max(5, String(result.confusion.flatMap { $0 }.max() ?? 0).count + 1)
+            Job.say("     " + (0..<network.classes).map { String($0).leftPadded(width) }.joined())
+            for (c, row) in result.confusion.enumerated() {
+                Job.say(String(c).leftPadded(4) + " " + row.map { String($0).leftPadded(width) }.joined())
+            }
+        }
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
 }

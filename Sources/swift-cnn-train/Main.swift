@@ -47,7 +47,7 @@ enum Job {
             try body()
             communicator.finalize()
         } catch {
-            let message = (error as? CustomStringConvertible)?.description ?? "\(error)"
+            let message = String(describing: error)
             if communicator.size > 1 {
                 if !isRoot { usleep(500_000) }
                 FileHandle.standardError.write(Data("error\(isRoot ? "" : " (rank \(communicator.rank))"): \(message)\n".utf8))

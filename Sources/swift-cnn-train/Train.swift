@@ -65,10 +65,28 @@ struct Train: ParsableCommand {
     @Option(help: "Threads per rank (default: cores ÷ ranks on the node). Does not change the results.")
     var threads: Int?
 
+    @Option(help: "Directory for checkpoints (written by rank 0). Without it, nothing is saved.")
+    var checkpointDir: String?
+
+    @Option(help: "Write a checkpoint every K steps (0: only at the end and on SIGTERM/SIGINT/SIGUSR1).")
+    var checkpointEvery = 0
+
+    @Option(help: "Keep the newest K checkpoints.")
+    var keep = 3
+
+    @Flag(help: "Continue from the newest valid checkpoint in --checkpoint-dir (start fresh if there is none).")
+    var resume = false
+
+    @Option(help: "Append JSON lines of metrics (per logged step and per epoch) to this file.")
+    var metrics: String?
+
     func validate() throws {
         guard InitScheme(rawValue: `init`) != nil else {
             throw ValidationError("--init must be one of default, xavier, he (got '\(`init`)')")
         }
+        if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir DIR") }
+        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be 0 or more") }
+        if keep < 1 { throw ValidationError("--keep must be at least 1") }
     }
 
     var options: TrainingOptions {
@@ -92,31 +110,75 @@ struct Train: ParsableCommand {
             let communicator = Job.communicator
             try options.validate(ranks: communicator.size)
             let spec = try ModelSpec(modelOptions.model)
+            let store = checkpointDir.map { CheckpointStore(directory: $0, keep: keep) }
+            if Job.isRoot { try store?.prepare() }
             let data = try DataSplits.load(modelOptions.data, seed: options.seed)
             let network = try Network(spec: spec, inputShape: data.train.shape, classes: data.train.classes,
                                       initScheme: options.initScheme)
             let trainer = try Trainer(network: network, data: data, options: options, communicator: communicator)
+            let metricsLog = try metrics.map { try MetricsLog(path: $0) }
+            StopSignal.install()
+            if resume, let store { try resumeTraining(trainer, store: store, spec: spec) }
             Job.say("model \(modelOptions.model) (\(network.parameterCount.formatted()) parameters); data \(data.train.count) train / \(data.test.count) test of \(data.train.shape.map(String.init).joined(separator: "×"))")
             Job.say("\(communicator.size) rank\(communicator.size == 1 ? "" : "s") × \(options.threads) thread\(options.threads == 1 ? "" : "s"); batch \(options.batchSize) = \(options.chunksPerBatch) chunks of \(options.chunkSize); \(trainer.stepsPerEpoch) steps per epoch, \(trainer.totalSteps) in all")
-            let progress = Progress(total: trainer.totalSteps, batchSize: options.batchSize)
+            let progress = Progress(total: trainer.totalSteps, batchSize: options.batchSize, metrics: metricsLog,
+                                    learningRate: options.learningRate)
             var epochLoss = 0.0, epochSteps = 0
             while trainer.step < trainer.totalSteps {
                 let result = try trainer.trainStep()
                 epochLoss += Double(result.loss)
                 epochSteps += 1
                 progress.update(result)
+                if result.stopRequested {
+                    progress.clear()
+                    let path = try saveCheckpoint(trainer, store: store)
+                    Job.say("stopped by \(StopSignal.name) after step \(trainer.step)" + (path.map { "; checkpoint \($0); rerun with --resume to continue" } ?? "; no --checkpoint-dir, nothing saved"))
+                    Foundation.exit(0)
+                }
                 let epochDone = trainer.step % trainer.stepsPerEpoch == 0
                 if epochDone || trainer.step == trainer.totalSteps {
                     progress.clear()
                     let test = try trainer.evaluate(data.test)
+                    let trainLoss = epochLoss / Double(epochSteps)
                     let label = epochDone ? "epoch \(result.epoch + 1)/\(options.epochs)" : "step \(trainer.step) (epoch \(result.epoch + 1), partial)"
-                    Job.say("\(label): train loss \(String(format: "%.4f", epochLoss / Double(epochSteps))), test loss \(String(format: "%.4f", test.loss)), test accuracy \(String(format: "%.2f", 100 * test.accuracy))%, \(String(format: "%.0f", progress.imagesPerSecond)) images/s")
+                    Job.say("\(label): train loss \(String(format: "%.4f", trainLoss)), test loss \(String(format: "%.4f", test.loss)), test accuracy \(String(format: "%.2f", 100 * test.accuracy))%, \(String(format: "%.0f", progress.imagesPerSecond)) images/s")
+                    progress.epochEnded(result, trainLoss: trainLoss, test: test)
                     epochLoss = 0
                     epochSteps = 0
                 }
+                if let store, checkpointEvery > 0, trainer.step % checkpointEvery == 0, trainer.step < trainer.totalSteps {
+                    _ = try saveCheckpoint(trainer, store: store)
+                }
             }
+            if let path = try saveCheckpoint(trainer, store: store) { Job.say("checkpoint: \(path)") }
             Job.say("parameter digest: \(trainer.digest)")
         }
+    }
+
+    /// Rank 0 writes; every rank then learns that it succeeded, so none exits before the file is safe.
+    func saveCheckpoint(_ trainer: Trainer, store: CheckpointStore?) throws -> String? {
+        guard let store else { return nil }
+        var path: String?
+        var failure: Error?
+        if Job.isRoot {
+            do { path = try store.write(try trainer.checkpoint().encoded(), step: trainer.step) } catch { failure = error }
+        }
+        var ok: [Int64] = [failure == nil ? 0 : 1]
+        try Job.communicator.allreduceSum(&ok)
+        if let failure { throw failure }
+        if ok[0] != 0 { throw EngineError.invalidCheckpoint("rank 0 could not write the checkpoint") }
+        return path
+    }
+
+    func resumeTraining(_ trainer: Trainer, store: CheckpointStore, spec: ModelSpec) throws {
+        guard let found = store.newestValid(load: { try loadCheckpoint(path: $0).0 }) else {
+            Job.say("no valid checkpoint in \(store.directory); starting from step 0")
+            return
+        }
+        found.skipped.forEach(Job.say)
+        try trainer.options.checkResumable(found.checkpoint.manifest, model: spec, source: found.path)
+        try trainer.restore(found.checkpoint)
+        Job.say("resumed from \(found.path) at step \(trainer.step)")
     }
 }
 
@@ -125,14 +187,38 @@ struct Train: ParsableCommand {
 final class Progress {
     let total: Int
     let batchSize: Int
+    let metrics: MetricsLog?
+    let learningRate: Float
     let start = Date()
     var lastPrint = Date()
-    let isTerminal = isatty(STDOUT_FILENO) != 0
+    var lastLog = Date.distantPast
+    // Under mpirun a rank's stdout may be a pty even when the job's output goes to a log: plain lines there.
+    let isTerminal = isatty(STDOUT_FILENO) != 0 && !MPICommunicator.launchedByMPI
     var images = 0
 
-    init(total: Int, batchSize: Int) {
+    init(total: Int, batchSize: Int, metrics: MetricsLog?, learningRate: Float) {
         self.total = total
         self.batchSize = batchSize
+        self.metrics = metrics
+        self.learningRate = learningRate
+    }
+
+    var elapsed: Double { Date().timeIntervalSince(start) }
+
+    /// The JSON-lines record shared by step and epoch entries.
+    func record(_ result: StepResult, kind: String) -> [String: Any] {
+        ["kind": kind, "step": result.step + 1, "epoch": result.epoch + 1, "loss": Double(result.loss),
+         "accuracy": result.accuracy, "images_per_second": imagesPerSecond, "lr": Double(learningRate),
+         "elapsed_seconds": elapsed]
+    }
+
+    func epochEnded(_ result: StepResult, trainLoss: Double, test: EvaluationResult) {
+        guard Job.isRoot, let metrics else { return }
+        var entry = record(result, kind: "epoch")
+        entry["train_loss"] = trainLoss
+        entry["test_loss"] = Double(test.loss)
+        entry["test_accuracy"] = test.accuracy
+        metrics.append(entry)
     }
 
     var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start), 1e-9) }
@@ -141,6 +227,10 @@ final class Progress {
         images += batchSize
         guard Job.isRoot else { return }
         let now = Date()
+        if let metrics, now.timeIntervalSince(lastLog) >= 1 || result.step == 0 {
+            lastLog = now
+            metrics.append(record(result, kind: "step"))
+        }
         guard now.timeIntervalSince(lastPrint) >= (isTerminal ? 0.2 : 5) else { return }
         lastPrint = now
         let done = result.step + 1
@@ -158,5 +248,32 @@ final class Progress {
         if isTerminal && Job.isRoot {
             print("\r\u{1B}[K", terminator: "")
         }
+    }
+}
+
+/// `--metrics FILE`: one JSON object per line, appended (rank 0 only).
+final class MetricsLog {
+    let handle: FileHandle
+
+    init(path: String) throws {
+        guard Job.isRoot else {
+            handle = FileHandle.nullDevice
+            return
+        }
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw EngineError.invalidData("cannot create metrics file '\(path)'")
+            }
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw EngineError.invalidData("cannot write metrics file '\(path)'")
+        }
+        handle.seekToEndOfFile()
+        self.handle = handle
+    }
+
+    func append(_ entry: [String: Any]) {
+        guard let json = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
+        handle.write(json + Data("\n".utf8))
     }
 }

@@ -1,0 +1,103 @@
+import Engine
+import Foundation
+
+/// A directory of checkpoints named by step (`checkpoint-000000500.scnn`, so names sort by
+/// step). Writes are atomic — `name.tmp` in the same directory, fsync, rename, fsync the
+/// directory — so a crash at any instant leaves every earlier checkpoint loadable. The newest
+/// `keep` are kept.
+public struct CheckpointStore {
+    public let directory: String
+    public let keep: Int
+    static let prefix = "checkpoint-", suffix = ".scnn"
+
+    public init(directory: String, keep: Int = 3) {
+        self.directory = directory
+        self.keep = keep
+    }
+
+    public func path(forStep step: Int) -> String {
+        "\(directory)/\(CheckpointStore.prefix)\(String(format: "%09d", step))\(CheckpointStore.suffix)"
+    }
+
+    /// Creates the directory and checks that files can be written there.
+    public func prepare() throws {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw EngineError.invalidCheckpoint("cannot create checkpoint directory '\(directory)': \(error.localizedDescription)")
+        }
+        guard access(directory, W_OK) == 0 else {
+            throw EngineError.invalidCheckpoint("checkpoint directory '\(directory)' is not writable")
+        }
+    }
+
+    /// Writes atomically and prunes old checkpoints; returns the final path.
+    @discardableResult
+    public func write(_ bytes: [UInt8], step: Int) throws -> String {
+        let final = path(forStep: step), temporary = final + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw EngineError.invalidCheckpoint("cannot write '\(temporary)': \(String(cString: strerror(errno)))") }
+        var written = 0
+        let ok = bytes.withUnsafeBytes { raw -> Bool in
+            while written < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
+                if n <= 0 { return false }
+                written += n
+            }
+            return fsync(fd) == 0
+        }
+        let error = String(cString: strerror(errno))
+        close(fd)
+        guard ok, rename(temporary, final) == 0 else {
+            unlink(temporary)
+            throw EngineError.invalidCheckpoint("cannot write '\(temporary)': \(error)")
+        }
+        let dirfd = open(directory, O_RDONLY)
+        if dirfd >= 0 {
+            fsync(dirfd)
+            close(dirfd)
+        }
+        for old in checkpoints().dropLast(keep) { unlink(old) }
+        return final
+    }
+
+    /// Checkpoint paths, oldest first.
+    public func checkpoints() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasPrefix(CheckpointStore.prefix) && $0.hasSuffix(CheckpointStore.suffix) }
+            .sorted().map { "\(directory)/\($0)" }
+    }
+
+    /// The newest checkpoint that loads and verifies, with a line for each newer one skipped.
+    public func newestValid(load: (String) throws -> Checkpoint) -> (checkpoint: Checkpoint, path: String, skipped: [String])? {
+        var skipped: [String] = []
+        for path in checkpoints().reversed() {
+            do {
+                return (try load(path), path, skipped)
+            } catch {
+                skipped.append("skipping \(path): \(error)")
+            }
+        }
+        return nil
+    }
+}
+
+/// Reads and verifies a checkpoint file, building the model its manifest names.
+public func loadCheckpoint(path: String) throws -> (Checkpoint, Network) {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw EngineError.invalidCheckpoint("cannot read checkpoint '\(path)'")
+    }
+    let bytes = [UInt8](data)
+    let (manifest, _) = try Checkpoint.manifest(of: bytes, source: path)
+    let network: Network
+    do {
+        network = try Network(spec: try ModelSpec(manifest.model), inputShape: manifest.inputShape, classes: manifest.classes,
+                              initScheme: InitScheme(rawValue: manifest.initScheme) ?? .default)
+    } catch {
+        throw EngineError.invalidCheckpoint("'\(path)' is not a usable checkpoint: its model cannot be built (\(error))")
+    }
+    guard network.layout.parameterCount * 2 + network.layout.bufferCount <= Checkpoint.maximumPayloadFloats else {
+        throw EngineError.invalidCheckpoint("'\(path)' is not a usable checkpoint: its model has more than \(Checkpoint.maximumPayloadFloats) floats of state")
+    }
+    return (try Checkpoint.decode(bytes, source: path, layout: network.layout), network)
+}
