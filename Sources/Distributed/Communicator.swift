@@ -11,6 +11,10 @@ public protocol Communicator: AnyObject {
     func allreduceSum(_ values: UnsafeMutableBufferPointer<Int64>) throws
     /// Elementwise Float sum across ranks, in place (order depends on the MPI library).
     func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws
+    /// Starts a non-blocking Float sum allreduce in place; the values are valid after `waitAll`.
+    func startAllreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws
+    /// Completes every started non-blocking operation.
+    func waitAll() throws
     /// Rank 0's values to every rank.
     func broadcast(_ values: UnsafeMutableBufferPointer<Float>) throws
     /// Every rank's bytes to every rank, concatenated in rank order (all the same length).
@@ -37,6 +41,8 @@ public final class SerialCommunicator: Communicator {
     public func allreduceMax(_ values: UnsafeMutableBufferPointer<Float>) throws {}
     public func allreduceSum(_ values: UnsafeMutableBufferPointer<Int64>) throws {}
     public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {}
+    public func startAllreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {}
+    public func waitAll() throws {}
     public func broadcast(_ values: UnsafeMutableBufferPointer<Float>) throws {}
     public func allgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
     public func abort(code: Int32) -> Never { exit(code) }

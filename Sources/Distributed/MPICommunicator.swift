@@ -6,6 +6,7 @@ public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     private var finalized = false
+    private var pending: [MPI_Request?] = []
 
     /// True when a process manager launched us: then MPI is initialised, otherwise the run is serial.
     public static var launchedByMPI: Bool {
@@ -37,6 +38,19 @@ public final class MPICommunicator: Communicator {
 
     public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
         try check(MPI_Allreduce(cmpi_in_place(), values.baseAddress, Int32(values.count), cmpi_float(), cmpi_op_sum(), cmpi_comm_world()), "MPI_Allreduce(SUM, float)")
+    }
+
+    public func startAllreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        var request: MPI_Request? = cmpi_request_null()
+        try check(MPI_Iallreduce(cmpi_in_place(), values.baseAddress, Int32(values.count), cmpi_float(), cmpi_op_sum(),
+                                 cmpi_comm_world(), &request), "MPI_Iallreduce")
+        pending.append(request)
+    }
+
+    public func waitAll() throws {
+        guard !pending.isEmpty else { return }
+        try check(MPI_Waitall(Int32(pending.count), &pending, cmpi_statuses_ignore()), "MPI_Waitall")
+        pending.removeAll(keepingCapacity: true)
     }
 
     public func broadcast(_ values: UnsafeMutableBufferPointer<Float>) throws {

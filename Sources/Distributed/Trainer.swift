@@ -125,9 +125,24 @@ public final class Trainer {
         network.loss.evaluate(outputs: activations.output, labels: labels.baseAddress!, classes: network.classes,
                               pass: pass, gradient: activations.outputGradient,
                               chunkLoss: chunkLoss.baseAddress!, chunkCorrect: chunkCorrect.baseAddress!)
-        try network.backward(activations, pass)
-        try reducer.sumChunks(chunkGradients.baseAddress!, rows: pass.chunkCount, width: parameterCount,
-                              segments: gradientSegments, into: gradient.baseAddress!)
+        switch options.reduction {
+        case .exact:
+            try network.backward(activations, pass)
+            try reducer.sumChunks(chunkGradients.baseAddress!, rows: pass.chunkCount, width: parameterCount,
+                                  segments: gradientSegments, into: gradient.baseAddress!)
+        case .float:
+            try network.backward(activations, pass) { [self] layer in
+                let range = network.parameterRanges[layer]
+                guard !range.isEmpty else { return }
+                for i in range {
+                    var sum: Float = 0
+                    for c in 0..<pass.chunkCount { sum += chunkGradients[c * parameterCount + i] }
+                    gradient[i] = sum
+                }
+                try communicator.startAllreduceSum(UnsafeMutableBufferPointer(rebasing: gradient[range]))
+            }
+            try communicator.waitAll()
+        }
         var lossSum: Float = 0
         try reducer.sumChunks(chunkLoss.baseAddress!, rows: pass.chunkCount, width: 1,
                               segments: [SumSegment(name: "the loss", range: 0..<1)], into: &lossSum)
@@ -140,7 +155,17 @@ public final class Trainer {
         let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
                                 accuracy: Double(counts[0]) / Double(options.batchSize), stopRequested: counts[1] > 0)
         step += 1
+        if options.checkReplicasEvery > 0 && step % options.checkReplicasEvery == 0 { try checkReplicas() }
         return result
+    }
+
+    /// Stops with an error unless every rank holds exactly rank 0's parameters and buffers.
+    public func checkReplicas() throws {
+        let mine = [UInt8](digest.utf8)
+        let all = try communicator.allgather(mine)
+        for r in 0..<communicator.size where Array(all[(r * mine.count)..<((r + 1) * mine.count)]) != Array(all[0..<mine.count]) {
+            throw EngineError.nonFinite("replicas diverged at step \(step): rank \(r)'s parameters differ from rank 0's")
+        }
     }
 
     /// The weights and batch-norm statistics, as the digest and checkpoints see them.

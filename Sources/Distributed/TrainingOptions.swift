@@ -17,6 +17,10 @@ public struct TrainingOptions: Sendable, Equatable {
     public var initScheme: InitScheme = .default
     /// Threads per rank (does not change the bits).
     public var threads = 1
+    /// How gradients are summed across chunks and ranks.
+    public var reduction = Reduction.exact
+    /// Compare parameter digests across ranks every K steps (0: never).
+    public var checkReplicasEvery = 0
 
     public init() {}
 
@@ -42,8 +46,17 @@ public struct TrainingOptions: Sendable, Equatable {
         if optimizer.nesterov && optimizer.momentum == 0 { try fail("--nesterov needs a momentum above 0") }
         if !(layer.batchNormMomentum >= 0 && layer.batchNormMomentum <= 1) { try fail("--bn-momentum must be in [0, 1]") }
         if !(layer.batchNormEpsilon > 0) { try fail("--bn-eps must be positive") }
+        if checkReplicasEvery < 0 { try fail("--check-replicas must be 0 or more") }
         if threads < 1 || threads > 256 { try fail("--threads must be between 1 and 256 (got \(threads))") }
     }
+}
+
+public enum Reduction: String, Sendable, CaseIterable {
+    /// 64-bit fixed point across chunks and ranks: the same bits for any rank count (design §2.4).
+    case exact
+    /// Float sums, a non-blocking MPI_Allreduce per layer overlapped with backward: faster,
+    /// but the result depends on the rank count and the MPI library's summation order.
+    case float
 }
 
 /// The chunks rank r of `ranks` works on: ⌊r·n/ranks⌋ ..< ⌊(r+1)·n/ranks⌋:

@@ -6,6 +6,8 @@ public final class Network {
     public let layers: [Layer]
     public let layout: ParameterLayout
     public let loss: LossFunction
+    /// The range of the flat parameter array each layer owns (empty for layers without parameters).
+    public let parameterRanges: [Range<Int>]
 
     public init(spec: ModelSpec, inputShape: [Int], classes: Int, initScheme: InitScheme = .default) throws {
         self.spec = spec
@@ -13,6 +15,7 @@ public final class Network {
         self.classes = classes
         var layout = ParameterLayout()
         var layers: [Layer] = []
+        var ranges: [Range<Int>] = []
         var shape = inputShape
         var counts: [String: Int] = [:]
         func nextName(_ prefix: String) -> String {
@@ -39,6 +42,7 @@ public final class Network {
                 if shape.count != 1 {
                     let flatten = Flatten(inShape: shape)
                     layers.append(flatten)
+                    ranges.append(layout.parameterCount..<layout.parameterCount)
                     shape = flatten.outputShape
                 }
                 layer = try Linear(name: nextName("fc"), inShape: shape, outFeatures: out ?? classes,
@@ -49,7 +53,9 @@ public final class Network {
                 }
                 layer = LogSoftmax(shape: shape)
             }
+            let before = ranges.last?.upperBound ?? 0
             layers.append(layer)
+            ranges.append(before..<layout.parameterCount)
             shape = layer.outputShape
         }
         guard shape == [classes] else {
@@ -57,6 +63,7 @@ public final class Network {
                 "model '\(spec.text)' ends with shape \(shape) but the data has \(classes) classes; end the spec with 'fc'")
         }
         self.layers = layers
+        parameterRanges = ranges
         self.layout = layout
         loss = spec.tokens.last == .logSoftmax ? .nll : .crossEntropy
     }
@@ -74,13 +81,16 @@ public final class Network {
 
     /// Backpropagates `activations.outputGradient` through every layer, adding parameter
     /// gradients into the pass's chunk partials. The first layer's input gradient is skipped.
-    public func backward(_ activations: Activations, _ pass: Pass) throws {
+    /// `layerDone(l)` runs as soon as layer l's parameter gradients are complete, so that
+    /// their reduction can overlap the rest of backward.
+    public func backward(_ activations: Activations, _ pass: Pass, layerDone: ((Int) throws -> Void)? = nil) throws {
         var gradient = activations.outputGradient
         var spare = activations.gradientScratch
         for l in layers.indices.reversed() {
             let input = l == 0 ? activations.input : activations.outputs[l - 1]
             let dx: UnsafeMutablePointer<Float>? = l == 0 ? nil : spare
             try layers[l].backward(dx, gradient, input, activations.outputs[l], pass)
+            try layerDone?(l)
             if let dx {
                 spare = gradient
                 gradient = dx

@@ -65,6 +65,12 @@ struct Train: ParsableCommand {
     @Option(help: "Threads per rank (default: cores ÷ ranks on the node). Does not change the results.")
     var threads: Int?
 
+    @Option(help: "Gradient reduction: exact (fixed point, the same bits for any rank count) or float (plain MPI_Allreduce overlapped with backward; faster, not reproducible across rank counts).")
+    var reduction = "exact"
+
+    @Option(help: "Every K steps, compare parameter digests across ranks and stop on divergence (0: never).")
+    var checkReplicas = 0
+
     @Option(help: "Directory for checkpoints (written by rank 0). Without it, nothing is saved.")
     var checkpointDir: String?
 
@@ -84,6 +90,9 @@ struct Train: ParsableCommand {
         guard InitScheme(rawValue: `init`) != nil else {
             throw ValidationError("--init must be one of default, xavier, he (got '\(`init`)')")
         }
+        guard Reduction(rawValue: reduction) != nil else {
+            throw ValidationError("--reduction must be exact or float (got '\(reduction)')")
+        }
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir DIR") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be 0 or more") }
         if keep < 1 { throw ValidationError("--keep must be at least 1") }
@@ -101,6 +110,8 @@ struct Train: ParsableCommand {
         o.layer = LayerHyperparameters(batchNormMomentum: bnMomentum, batchNormEpsilon: bnEps)
         o.initScheme = InitScheme(rawValue: `init`)!
         o.threads = threads ?? Job.defaultThreads
+        o.reduction = Reduction(rawValue: reduction)!
+        o.checkReplicasEvery = checkReplicas
         return o
     }
 

@@ -1,1 +1,160 @@
+import DistributedTraining
+import Engine
 import Foundation
+
+/// Helpers shared by every test target (one target, not copied into each test file).
+public enum TestSupport {
+    /// The package's root directory.
+    public static let packageRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The release binary `scripts/setup` builds (or `$SWIFT_CNN_TRAIN_BINARY`).
+    public static var binary: String {
+        ProcessInfo.processInfo.environment["SWIFT_CNN_TRAIN_BINARY"]
+            ?? packageRoot.appendingPathComponent(".build/release/swift-cnn-train").path
+    }
+
+    public static let fixtureDirectory = packageRoot.appendingPathComponent("Tests/EngineTests/Fixtures")
+
+    /// A fresh empty directory under the system's temporary directory.
+    public static func temporaryDirectory(_ label: String = "test") -> String {
+        let path = NSTemporaryDirectory() + "swift-cnn-train-\(label)-\(UUID().uuidString.prefix(8))"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
+
+/// The outcome of running a command.
+public struct CommandResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+    public let seconds: Double
+    /// True if the process ended by a signal rather than exiting.
+    public let signaled: Bool
+
+    /// The hex digest from the `parameter digest: …` line, if any.
+    public var digest: String? {
+        stdout.split(separator: "\n").last { $0.hasPrefix("parameter digest: ") }.map { String($0.dropFirst(18)) }
+    }
+}
+
+/// Runs the swift-cnn-train binary as a user would: alone, or under `mpirun -n ranks`.
+public func runTrainer(_ arguments: [String], ranks: Int? = nil, timeout: Double = 600,
+                       environment: [String: String] = [:], onStart: ((Process) -> Void)? = nil) throws -> CommandResult {
+    if let ranks {
+        return try runCommand("/usr/bin/mpirun", ["-n", "\(ranks)", "--oversubscribe", TestSupport.binary] + arguments,
+                              timeout: timeout, environment: environment, onStart: onStart)
+    }
+    return try runCommand(TestSupport.binary, arguments, timeout: timeout, environment: environment, onStart: onStart)
+}
+
+/// Runs a command to completion (killing it after `timeout` seconds), capturing its output.
+public func runCommand(_ executable: String, _ arguments: [String], timeout: Double = 600,
+                       environment: [String: String] = [:], onStart: ((Process) -> Void)? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    // What Open MPI needs here (scripts/mpi-env sets the same for users).
+    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    for (k, v) in environment { env[k] = v }
+    process.environment = env
+    let outFile = TestSupport.temporaryDirectory("out") + "/out"
+    _ = FileManager.default.createFile(atPath: outFile, contents: nil)
+    _ = FileManager.default.createFile(atPath: outFile + ".err", contents: nil)
+    let out = FileHandle(forWritingAtPath: outFile)!, err = FileHandle(forWritingAtPath: outFile + ".err")!
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    let start = Date()
+    try process.run()
+    onStart?(process)
+    let deadline = start.addingTimeInterval(timeout)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+    process.waitUntilExit()
+    try? out.close()
+    try? err.close()
+    let stdout = (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? ""
+    let stderr = (try? String(contentsOfFile: outFile + ".err", encoding: .utf8)) ?? ""
+    return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr,
+                         seconds: Date().timeIntervalSince(start), signaled: process.terminationReason == .uncaughtSignal)
+}
+
+/// A reference tensor written by `scripts/make-fixtures` (PyTorch).
+public struct FixtureTensor: Decodable, Sendable {
+    public let shape: [Int]
+    public let data: [Float]
+    /// When set, `data` holds only elements 0, stride, 2·stride, … of the flat tensor.
+    public let stride: Int?
+}
+
+/// One fixture file: the PyTorch call and its tensors.
+public struct Fixture: Decodable, Sendable {
+    public let call: String
+    public let tensors: [String: FixtureTensor]
+
+    public static func load(_ name: String) throws -> Fixture {
+        let data = try Data(contentsOf: TestSupport.fixtureDirectory.appendingPathComponent("\(name).json"))
+        return try JSONDecoder().decode(Fixture.self, from: data)
+    }
+
+    public subscript(_ name: String) -> FixtureTensor {
+        guard let t = tensors[name] else { fatalError("fixture has no tensor '\(name)'") }
+        return t
+    }
+}
+
+/// Runs layers outside a trainer: one communicator of one, exact reduction, any chunking.
+public final class LayerHarness {
+    public let network: Network?
+    public var parameters: [Float]
+    public var buffers: [Float]
+    public let reducer = ExactReducer(communicator: SerialCommunicator())
+    public let executor: ChunkExecutor
+
+    public init(parameterCount: Int, bufferCount: Int, threads: Int = 1) {
+        network = nil
+        parameters = [Float](repeating: 0, count: parameterCount)
+        buffers = [Float](repeating: 0, count: max(bufferCount, 1))
+        executor = ChunkExecutor(threads: threads)
+    }
+
+    /// Forward then backward of one layer over `samples` samples in chunks of `chunkSize`.
+    /// Returns y, dx and the parameter gradients summed over chunks (exactly).
+    public func run(_ layer: Layer, x: [Float], dy: [Float], samples: Int, chunkSize: Int? = nil,
+                    training: Bool = true, hyper: LayerHyperparameters = LayerHyperparameters()) throws
+        -> (y: [Float], dx: [Float], gradients: [Float]) {
+        let chunk = chunkSize ?? samples
+        let chunks = (samples + chunk - 1) / chunk
+        let p = parameters.count
+        var y = [Float](repeating: 0, count: samples * layer.outputSize)
+        var dx = [Float](repeating: 0, count: samples * layer.inputSize)
+        var chunkGradients = [Float](repeating: 0, count: max(chunks * p, 1))
+        var gradients = [Float](repeating: 0, count: max(p, 1))
+        var xs = x, dys = dy
+        try parameters.withUnsafeMutableBufferPointer { params in
+            try buffers.withUnsafeMutableBufferPointer { bufs in
+                try chunkGradients.withUnsafeMutableBufferPointer { grads in
+                    let pass = Pass(sampleCount: samples, chunkSize: chunk, globalSampleCount: samples, training: training,
+                                    parameters: params.baseAddress!, buffers: bufs.baseAddress!,
+                                    chunkGradients: grads.baseAddress!, parameterCount: p, executor: executor,
+                                    reducer: reducer, hyper: hyper)
+                    try layer.forward(&y, &xs, pass)
+                    try layer.backward(&dx, &dys, &xs, &y, pass)
+                    if p > 0 {
+                        try reducer.sumChunks(grads.baseAddress!, rows: chunks, width: p,
+                                              segments: [SumSegment(name: "gradients", range: 0..<p)], into: &gradients)
+                    }
+                }
+            }
+        }
+        return (y, dx, Array(gradients.prefix(p)))
+    }
+}
