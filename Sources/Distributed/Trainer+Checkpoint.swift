@@ -5,7 +5,8 @@ extension TrainingOptions {
     func manifest(network: Network, step: Int, epoch: Int) -> CheckpointManifest {
         CheckpointManifest(
             model: network.spec.text, inputShape: network.inputShape, classes: network.classes, seed: seed,
-            batchSize: batchSize, chunkSize: chunkSize, learningRate: learningRate, momentum: optimizer.momentum,
+            batchSize: batchSize, chunkSize: chunkSize, learningRate: learningRate,
+            learningRateSchedule: schedule.summary, epochs: epochs, momentum: optimizer.momentum,
             weightDecay: optimizer.weightDecay, nesterov: optimizer.nesterov,
             batchNormMomentum: layer.batchNormMomentum, batchNormEpsilon: layer.batchNormEpsilon,
             initScheme: initScheme.rawValue, step: step, epoch: epoch,
@@ -16,14 +17,17 @@ extension TrainingOptions {
     /// values would silently change the weights it promises to reproduce.
     public func checkResumable(_ m: CheckpointManifest, model: ModelSpec, source: String) throws {
         let mine = manifest(network: try Network(spec: model, inputShape: m.inputShape, classes: m.classes), step: 0, epoch: 0)
-        let differences = [
+        var differences = [
             ("--model", m.model, mine.model), ("--seed", "\(m.seed)", "\(mine.seed)"),
             ("--batch-size", "\(m.batchSize)", "\(mine.batchSize)"), ("--chunk-size", "\(m.chunkSize)", "\(mine.chunkSize)"),
-            ("--lr", "\(m.learningRate)", "\(mine.learningRate)"), ("--momentum", "\(m.momentum)", "\(mine.momentum)"),
+            ("--lr", "\(m.learningRate)", "\(mine.learningRate)"),
+            ("--lr-schedule", m.learningRateSchedule, mine.learningRateSchedule), ("--momentum", "\(m.momentum)", "\(mine.momentum)"),
             ("--weight-decay", "\(m.weightDecay)", "\(mine.weightDecay)"), ("--nesterov", "\(m.nesterov)", "\(mine.nesterov)"),
             ("--bn-momentum", "\(m.batchNormMomentum)", "\(mine.batchNormMomentum)"),
             ("--bn-eps", "\(m.batchNormEpsilon)", "\(mine.batchNormEpsilon)"),
         ].filter { $0.1 != $0.2 }
+        // The cosine schedule spans --epochs; other schedules do not depend on it.
+        if schedule.shape == .cosine && m.epochs != epochs { differences.append(("--epochs", "\(m.epochs)", "\(epochs)")) }
         guard differences.isEmpty else {
             let list = differences.map { "\($0.0) \($0.1) (flags say \($0.2))" }.joined(separator: ", ")
             throw EngineError.invalidCheckpoint("'\(source)' was written with \(list); pass the checkpoint's values to resume it, or use another --checkpoint-dir")

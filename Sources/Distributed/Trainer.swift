@@ -98,6 +98,12 @@ public final class Trainer {
     public var totalSteps: Int { min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max) }
     public var epoch: Int { step / stepsPerEpoch }
 
+    /// The learning rate of global step `step`.
+    public func learningRate(atStep step: Int) -> Float {
+        options.schedule.rate(base: options.learningRate, step: step, stepsPerEpoch: stepsPerEpoch,
+                              totalSteps: options.epochs * stepsPerEpoch)
+    }
+
     /// The sample order of `epoch`: a permutation keyed by (seed, epoch) alone.
     func order(ofEpoch epoch: Int) -> [Int32] {
         if let cached = epochOrder, cached.epoch == epoch { return cached.order }
@@ -151,7 +157,7 @@ public final class Trainer {
         try communicator.allreduceSum(&counts)
         options.optimizer.step(parameters: parameters.baseAddress!, gradients: gradient.baseAddress!,
                                velocity: velocity.baseAddress!, count: parameterCount,
-                               learningRate: options.learningRate)
+                               learningRate: learningRate(atStep: step))
         let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
                                 accuracy: Double(counts[0]) / Double(options.batchSize), stopRequested: counts[1] > 0)
         step += 1

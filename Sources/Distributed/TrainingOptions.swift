@@ -12,6 +12,7 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Stop at this global step, counted from the start of training.
     public var maxSteps: Int?
     public var learningRate: Float = 0.05
+    public var schedule = LearningRateSchedule()
     public var optimizer = SGD(momentum: 0.9, weightDecay: 0)
     public var layer = LayerHyperparameters()
     public var initScheme: InitScheme = .default
@@ -41,6 +42,9 @@ public struct TrainingOptions: Sendable, Equatable {
         if epochs < 1 { try fail("--epochs must be at least 1 (got \(epochs))") }
         if let maxSteps, maxSteps < 1 { try fail("--max-steps must be at least 1 (got \(maxSteps))") }
         if !(learningRate > 0) || !learningRate.isFinite { try fail("--lr must be a positive number (got \(learningRate))") }
+        if schedule.warmupSteps < 0 { try fail("--warmup-steps must be 0 or more") }
+        if schedule.stepEpochs < 1 { try fail("--lr-step-epochs must be at least 1") }
+        if !(schedule.gamma > 0 && schedule.gamma <= 1) { try fail("--lr-gamma must be in (0, 1]") }
         if !(optimizer.momentum >= 0 && optimizer.momentum < 1) { try fail("--momentum must be in [0, 1) (got \(optimizer.momentum))") }
         if !(optimizer.weightDecay >= 0) || !optimizer.weightDecay.isFinite { try fail("--weight-decay must be ≥ 0 (got \(optimizer.weightDecay))") }
         if optimizer.nesterov && optimizer.momentum == 0 { try fail("--nesterov needs a momentum above 0") }

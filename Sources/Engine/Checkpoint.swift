@@ -144,6 +144,10 @@ public struct CheckpointManifest: Codable, Sendable, Equatable {
     public var batchSize: Int
     public var chunkSize: Int
     public var learningRate: Float
+    /// The learning-rate schedule's summary (`LearningRateSchedule.summary`) and the epoch
+    /// count it spans (the cosine schedule depends on it).
+    public var learningRateSchedule: String
+    public var epochs: Int
     public var momentum: Float
     public var weightDecay: Float
     public var nesterov: Bool
@@ -159,10 +163,11 @@ public struct CheckpointManifest: Codable, Sendable, Equatable {
     public var byteShuffled = true
 
     public init(model: String, inputShape: [Int], classes: Int, seed: UInt64, batchSize: Int, chunkSize: Int,
-                learningRate: Float, momentum: Float, weightDecay: Float, nesterov: Bool, batchNormMomentum: Float,
+                learningRate: Float, learningRateSchedule: String, epochs: Int, momentum: Float, weightDecay: Float, nesterov: Bool, batchNormMomentum: Float,
                 batchNormEpsilon: Float, initScheme: String, step: Int, epoch: Int, tensors: [Tensor]) {
         (self.model, self.inputShape, self.classes, self.seed) = (model, inputShape, classes, seed)
         (self.batchSize, self.chunkSize, self.learningRate, self.momentum) = (batchSize, chunkSize, learningRate, momentum)
+        (self.learningRateSchedule, self.epochs) = (learningRateSchedule, epochs)
         (self.weightDecay, self.nesterov, self.batchNormMomentum) = (weightDecay, nesterov, batchNormMomentum)
         (self.batchNormEpsilon, self.initScheme, self.step, self.epoch, self.tensors) = (batchNormEpsilon, initScheme, step, epoch, tensors)
     }

@@ -99,6 +99,29 @@ public enum ScalarMath {
         return x < 0 ? -value : value
     }
 
+    /// cos(π·t) for t in [0, 1], by its Taylor series around the nearer of 0 and ½
+    /// (error < 1e-16); used by the cosine learning-rate schedule.
+    public static func cosPi(_ t: Double) -> Double {
+        precondition(t >= 0 && t <= 1, "cosPi takes t in [0, 1]")
+        // cos(πt) = −sin(π(t − ½)); both series converge fast for |argument| ≤ π/4.
+        if t <= 0.25 || t >= 0.75 {
+            let x = .pi * (t <= 0.25 ? t : 1 - t)
+            var term = 1.0, sum = 1.0
+            for n in stride(from: 2, through: 30, by: 2) {
+                term = -term * x * x / Double((n - 1) * n)
+                sum += term
+            }
+            return t <= 0.25 ? sum : -sum
+        }
+        let x = .pi * (t - 0.5)
+        var term = x, sum = x
+        for n in stride(from: 3, through: 31, by: 2) {
+            term = -term * x * x / Double((n - 1) * n)
+            sum += term
+        }
+        return -sum
+    }
+
     static func expm1Series(_ x: Double) -> Double {
         var term = x
         var sum = x

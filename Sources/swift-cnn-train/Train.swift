@@ -41,6 +41,18 @@ struct Train: ParsableCommand {
     @Option(help: "Learning rate.")
     var lr: Float = 0.05
 
+    @Option(help: "Learning-rate schedule: constant, step (×--lr-gamma every --lr-step-epochs epochs) or cosine (to 0 at the end of --epochs).")
+    var lrSchedule = "cosine"
+
+    @Option(help: "Warm the learning rate up linearly over this many steps.")
+    var warmupSteps = 0
+
+    @Option(help: "For --lr-schedule step: epochs between decays.")
+    var lrStepEpochs = 2
+
+    @Option(help: "For --lr-schedule step: the decay factor.")
+    var lrGamma: Float = 0.1
+
     @Option(help: "SGD momentum.")
     var momentum: Float = 0.9
 
@@ -90,6 +102,9 @@ struct Train: ParsableCommand {
         guard InitScheme(rawValue: `init`) != nil else {
             throw ValidationError("--init must be one of default, xavier, he (got '\(`init`)')")
         }
+        guard LearningRateSchedule.Shape(rawValue: lrSchedule) != nil else {
+            throw ValidationError("--lr-schedule must be constant, step or cosine (got '\(lrSchedule)')")
+        }
         guard Reduction(rawValue: reduction) != nil else {
             throw ValidationError("--reduction must be exact or float (got '\(reduction)')")
         }
@@ -106,6 +121,10 @@ struct Train: ParsableCommand {
         o.epochs = epochs
         o.maxSteps = maxSteps
         o.learningRate = lr
+        o.schedule.shape = LearningRateSchedule.Shape(rawValue: lrSchedule)!
+        o.schedule.warmupSteps = warmupSteps
+        o.schedule.stepEpochs = lrStepEpochs
+        o.schedule.gamma = lrGamma
         o.optimizer = SGD(momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
         o.layer = LayerHyperparameters(batchNormMomentum: bnMomentum, batchNormEpsilon: bnEps)
         o.initScheme = InitScheme(rawValue: `init`)!
@@ -131,9 +150,9 @@ struct Train: ParsableCommand {
             StopSignal.install()
             if resume, let store { try resumeTraining(trainer, store: store, spec: spec) }
             Job.say("model \(modelOptions.model) (\(network.parameterCount.formatted()) parameters); data \(data.train.count) train / \(data.test.count) test of \(data.train.shape.map(String.init).joined(separator: "×"))")
-            Job.say("\(communicator.size) rank\(communicator.size == 1 ? "" : "s") × \(options.threads) thread\(options.threads == 1 ? "" : "s"); batch \(options.batchSize) = \(options.chunksPerBatch) chunks of \(options.chunkSize); \(trainer.stepsPerEpoch) steps per epoch, \(trainer.totalSteps) in all")
+            Job.say("\(communicator.size) rank\(communicator.size == 1 ? "" : "s") × \(options.threads) thread\(options.threads == 1 ? "" : "s"); batch \(options.batchSize) = \(options.chunksPerBatch) chunks of \(options.chunkSize); lr \(options.learningRate) \(options.schedule.summary); \(trainer.stepsPerEpoch) steps per epoch, \(trainer.totalSteps) in all")
             let progress = Progress(total: trainer.totalSteps, batchSize: options.batchSize, metrics: metricsLog,
-                                    learningRate: options.learningRate)
+                                    learningRate: trainer.learningRate(atStep:))
             var epochLoss = 0.0, epochSteps = 0
             while trainer.step < trainer.totalSteps {
                 let result = try trainer.trainStep()
@@ -199,7 +218,7 @@ final class Progress {
     let total: Int
     let batchSize: Int
     let metrics: MetricsLog?
-    let learningRate: Float
+    let learningRate: (Int) -> Float
     let start = Date()
     var lastPrint = Date()
     var lastLog = Date.distantPast
@@ -207,7 +226,7 @@ final class Progress {
     let isTerminal = isatty(STDOUT_FILENO) != 0 && !MPICommunicator.launchedByMPI
     var images = 0
 
-    init(total: Int, batchSize: Int, metrics: MetricsLog?, learningRate: Float) {
+    init(total: Int, batchSize: Int, metrics: MetricsLog?, learningRate: @escaping (Int) -> Float) {
         self.total = total
         self.batchSize = batchSize
         self.metrics = metrics
@@ -219,7 +238,7 @@ final class Progress {
     /// The JSON-lines record shared by step and epoch entries.
     func record(_ result: StepResult, kind: String) -> [String: Any] {
         ["kind": kind, "step": result.step + 1, "epoch": result.epoch + 1, "loss": Double(result.loss),
-         "accuracy": result.accuracy, "images_per_second": imagesPerSecond, "lr": Double(learningRate),
+         "accuracy": result.accuracy, "images_per_second": imagesPerSecond, "lr": Double(learningRate(result.step)),
          "elapsed_seconds": elapsed]
     }
 

@@ -1,0 +1,161 @@
+import DistributedTraining
+import Engine
+import Foundation
+import TestSupport
+import XCTest
+
+// Helpers used by several files of EngineTests only (the cross-target ones live in TestSupport).
+
+/// Asserts |got − expected| ≤ tolerance · max(floor, |expected|) elementwise, reporting the
+/// worst element. `floor` 1 makes the bound absolute for small values, relative for large ones.
+func assertClose(_ got: [Float], _ expected: [Float], tolerance: Float, floor: Float = 1, _ what: String,
+                 file: StaticString = #filePath, line: UInt = #line) {
+    guard got.count == expected.count else {
+        return XCTFail("\(what): \(got.count) values, expected \(expected.count)", file: file, line: line)
+    }
+    var worst: (index: Int, excess: Float)?
+    for i in got.indices {
+        let bound = tolerance * max(floor, abs(expected[i]))
+        let error = abs(got[i] - expected[i])
+        if !(error <= bound), worst == nil || !(error / bound <= worst!.excess) {
+            worst = (i, error / bound)
+        }
+    }
+    if let (i, excess) = worst {
+        XCTFail("\(what)[\(i)] = \(got[i]), expected \(expected[i]) (error \(abs(got[i] - expected[i])), \(excess)× the bound)",
+                file: file, line: line)
+    }
+}
+
+/// Compares a full flat tensor with a fixture tensor, which may hold only every stride-th element.
+func assertClose(_ got: [Float], _ expected: FixtureTensor, tolerance: Float, floor: Float = 1, _ what: String,
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(got.count, expected.shape.reduce(1, *), "\(what): element count", file: file, line: line)
+    let stride = expected.stride ?? 1
+    let sampled = Swift.stride(from: 0, to: got.count, by: stride).map { got[$0] }
+    assertClose(sampled, expected.data, tolerance: tolerance, floor: floor, what, file: file, line: line)
+}
+
+/// True if both arrays hold the same bits.
+func bitwiseEqual(_ a: [Float], _ b: [Float]) -> Bool {
+    a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }
+}
+
+func assertBitwiseEqual(_ a: [Float], _ b: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    guard a.count == b.count else { return XCTFail("\(what): \(a.count) vs \(b.count) values", file: file, line: line) }
+    if let i = a.indices.first(where: { a[$0].bitPattern != b[$0].bitPattern }) {
+        XCTFail("\(what) differs at \(i): \(a[i]) vs \(b[i])", file: file, line: line)
+    }
+}
+
+/// Deterministic values uniform in (−scale, scale).
+func randomFloats(_ count: Int, seed: UInt64, stream: String = "test", scale: Float = 1) -> [Float] {
+    let rng = CounterRNG(seed: seed, stream: stream)
+    return (0..<count).map { (2 * rng.unitFloat(UInt64($0)) - 1) * scale }
+}
+
+enum EngineErrorKind { case model, data, checkpoint, nonFinite }
+
+extension EngineError {
+    var kind: EngineErrorKind {
+        switch self {
+        case .invalidModel: return .model
+        case .invalidData: return .data
+        case .invalidCheckpoint: return .checkpoint
+        case .nonFinite: return .nonFinite
+        }
+    }
+}
+
+/// Asserts that `expression` throws an `EngineError` of `kind` whose message contains `substring`.
+func assertThrows<T>(_ kind: EngineErrorKind, containing substring: String, _ expression: @autoclosure () throws -> T,
+                     file: StaticString = #filePath, line: UInt = #line) {
+    do {
+        _ = try expression()
+        XCTFail("expected an error containing '\(substring)', but nothing was thrown", file: file, line: line)
+    } catch let error as EngineError {
+        XCTAssertEqual(error.kind, kind, "wrong kind of error: \(error)", file: file, line: line)
+        XCTAssertTrue(error.description.contains(substring), "'\(error)' does not mention '\(substring)'", file: file, line: line)
+    } catch {
+        XCTFail("expected an EngineError, got \(error)", file: file, line: line)
+    }
+}
+
+/// Runs `body` with a pass over `samples` samples and no parameters (for losses and
+/// parameter-free layers outside a harness).
+func withPass<R>(samples: Int, chunkSize: Int, threads: Int = 1, _ body: (Pass) throws -> R) rethrows -> R {
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    defer { scratch.deallocate() }
+    let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: samples, training: true,
+                    parameters: scratch, buffers: scratch, chunkGradients: nil, parameterCount: 0,
+                    executor: ChunkExecutor(threads: threads), reducer: ExactReducer(communicator: SerialCommunicator()),
+                    hyper: LayerHyperparameters())
+    return try body(pass)
+}
+
+/// The mean loss, the gradient with respect to the outputs and the number of correct
+/// predictions of `loss` over `outputs` (one row of `classes` per label).
+func evaluateLoss(_ loss: LossFunction, outputs: [Float], labels: [UInt8], classes: Int, chunkSize: Int,
+                  threads: Int = 1) -> (loss: Double, gradient: [Float], correct: Int64) {
+    let samples = labels.count
+    let chunks = (samples + chunkSize - 1) / chunkSize
+    var gradient = [Float](repeating: .nan, count: outputs.count)
+    var chunkLoss = [Float](repeating: .nan, count: chunks)
+    var chunkCorrect = [Int64](repeating: -1, count: chunks)
+    withPass(samples: samples, chunkSize: chunkSize, threads: threads) { pass in
+        loss.evaluate(outputs: outputs, labels: labels, classes: classes, pass: pass, gradient: &gradient,
+                      chunkLoss: &chunkLoss, chunkCorrect: &chunkCorrect)
+    }
+    return (chunkLoss.reduce(0) { $0 + Double($1) } / Double(samples), gradient, chunkCorrect.reduce(0, +))
+}
+
+extension ParameterLayout {
+    func tensor(_ name: String) -> TensorInfo {
+        guard let t = tensors.first(where: { $0.name == name }) else {
+            fatalError("no tensor '\(name)' in \(tensors.map(\.name))")
+        }
+        return t
+    }
+}
+
+extension LayerHarness {
+    /// Writes `values` into the named tensor of `layout` (a parameter or a buffer).
+    func set(_ name: String, _ values: [Float], layout: ParameterLayout) {
+        let t = layout.tensor(name)
+        precondition(values.count == t.count, "\(name): \(values.count) values for \(t.count) elements")
+        switch t.kind {
+        case .parameter: parameters.replaceSubrange(t.range, with: values)
+        case .buffer: buffers.replaceSubrange(t.range, with: values)
+        }
+    }
+
+    func gradient(_ name: String, in gradients: [Float], layout: ParameterLayout) -> [Float] {
+        Array(gradients[layout.tensor(name).range])
+    }
+}
+
+/// Runs `body` on a thread of its own and waits up to `seconds`; false if it has not returned
+/// by then (the thread is left running: a hang becomes a failure, not a stuck test run).
+func finishes(within seconds: Double, _ body: @escaping () -> Void) -> Bool {
+    let done = DispatchSemaphore(value: 0)
+    let thread = Thread {
+        body()
+        done.signal()
+    }
+    thread.start()
+    return done.wait(timeout: .now() + seconds) == .success
+}
+
+/// How much the process's peak resident memory grew while `body` ran (Linux: the peak is
+/// reset through /proc/self/clear_refs first, so this is the body's own peak over the start).
+func peakMemoryGrowth(_ body: () throws -> Void) rethrows -> Int {
+    func field(_ name: String) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+    }
+    try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+    let before = field("VmHWM")
+    try body()
+    return field("VmHWM") - before
+}
