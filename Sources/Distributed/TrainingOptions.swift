@@ -29,7 +29,7 @@ public struct TrainingOptions: Sendable, Equatable {
 
     /// Checks what can be checked without data; the message names the flag to change.
     public func validate(ranks: Int) throws {
-        func fail(_ message: String) throws -> Never { throw EngineError.invalidModel(message) }
+        func fail(_ message: String) throws -> Never { throw UsageError(message) }
         if batchSize < 1 { try fail("--batch-size must be at least 1 (got \(batchSize))") }
         if chunkSize < 1 { try fail("--chunk-size must be at least 1 (got \(chunkSize))") }
         if batchSize % chunkSize != 0 {
@@ -53,6 +53,12 @@ public struct TrainingOptions: Sendable, Equatable {
         if checkReplicasEvery < 0 { try fail("--check-replicas must be 0 or more") }
         if threads < 1 || threads > 256 { try fail("--threads must be between 1 and 256 (got \(threads))") }
     }
+}
+
+/// A flag or value that cannot work; the message names the flag to change (exit code 64).
+public struct UsageError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 public enum Reduction: String, Sendable, CaseIterable {

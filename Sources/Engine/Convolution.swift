@@ -39,19 +39,27 @@ public final class Conv2d: Layer {
     var patchSize: Int { inChannels * kernel * kernel }
     var positions: Int { outHeight * outWidth }
 
+    /// The chunk's samples side by side: every GEMM covers the whole chunk (n = count·Ho·Wo),
+    /// which keeps the micro-kernel busy; each output's chain over (in, ky, kx) is unchanged.
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
         pass.forEachChunk { first, count, _, workspace in
-            let cols = workspace.floats(0, count: patch * positions)
-            for s in first..<(first + count) {
-                im2col(x + s * inSize, into: cols)
-                let out = y + s * outSize
+            let n = count * positions
+            let cols = workspace.floats(0, count: patch * n)
+            let out = workspace.floats(1, count: outChannels * n)
+            for s in 0..<count {
+                im2col(x + (first + s) * inSize, into: cols + s * positions, rowStride: n)
+            }
+            for o in 0..<outChannels {
+                (out + o * n).update(repeating: bias[o], count: n)
+            }
+            gemm(m: outChannels, n: n, k: patch, a: weight, aRowStride: patch, aColStride: 1,
+                 b: cols, ldb: n, c: out, ldc: n, accumulate: true)
+            for s in 0..<count {
                 for o in 0..<outChannels {
-                    (out + o * positions).update(repeating: bias[o], count: positions)
+                    (y + (first + s) * outSize + o * positions).update(from: out + o * n + s * positions, count: positions)
                 }
-                gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
-                     b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
             }
         }
     }
@@ -61,37 +69,60 @@ public final class Conv2d: Layer {
         let weight = pass.parameters + weightOffset
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
         pass.forEachChunk { first, count, chunk, workspace in
+            let n = count * positions
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + weightOffset, dBias = grads + biasOffset
-            let cols = workspace.floats(0, count: patch * positions)
-            let colsT = workspace.floats(1, count: patch * positions)
-            for s in first..<(first + count) {
-                let dOut = dy + s * outSize
+            let cols = workspace.floats(0, count: patch * n)
+            let dOut = workspace.floats(1, count: outChannels * n)
+            for s in 0..<count {
+                let dOutSample = dy + (first + s) * outSize
                 for o in 0..<outChannels {
-                    dBias[o] += horizontalSum(dOut + o * positions, count: positions)
+                    dBias[o] += horizontalSum(dOutSample + o * positions, count: positions)
+                    (dOut + o * n + s * positions).update(from: dOutSample + o * positions, count: positions)
                 }
-                im2col(x + s * inSize, into: cols)
-                transpose(cols, rows: patch, cols: positions, into: colsT)
-                gemm(m: outChannels, n: patch, k: positions, a: dOut, aRowStride: positions, aColStride: 1,
-                     b: colsT, ldb: patch, c: dWeight, ldc: patch, accumulate: true)
-                if let dx {
-                    // dcols = Wᵀ · dy, then scattered back onto the input (col2im).
-                    gemm(m: patch, n: positions, k: outChannels, a: weight, aRowStride: 1, aColStride: patch,
-                         b: dOut, ldb: positions, c: cols, ldc: positions, accumulate: false)
-                    col2im(cols, into: dx + s * inSize)
+            }
+            // dW[o, k] = Σ over (sample, position) of dy·cols, one chain in that order. With
+            // few weights per filter (conv1: 9) the transposed product dWᵀ = cols·dyᵀ keeps the
+            // vector lanes full; each element's chain, and so its bits, is the same either way.
+            if patch >= 32 || outChannels < 32 {
+                let rows = workspace.floats(2, count: patch * n)
+                for s in 0..<count {
+                    im2row(x + (first + s) * inSize, into: rows + s * positions * patch)
+                }
+                gemm(m: outChannels, n: patch, k: n, a: dOut, aRowStride: n, aColStride: 1,
+                     b: rows, ldb: patch, c: dWeight, ldc: patch, accumulate: true)
+            } else {
+                for s in 0..<count {
+                    im2col(x + (first + s) * inSize, into: cols + s * positions, rowStride: n)
+                }
+                let dOutT = workspace.floats(2, count: outChannels * n)
+                let dWeightT = workspace.floats(3, count: outChannels * patch)
+                transpose(dOut, rows: outChannels, cols: n, into: dOutT)
+                transpose(dWeight, rows: outChannels, cols: patch, into: dWeightT)
+                gemm(m: patch, n: outChannels, k: n, a: cols, aRowStride: n, aColStride: 1,
+                     b: dOutT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: true)
+                transpose(dWeightT, rows: patch, cols: outChannels, into: dWeight)
+            }
+            if let dx {
+                // dcols = Wᵀ · dy, then scattered back onto each input (col2im).
+                gemm(m: patch, n: n, k: outChannels, a: weight, aRowStride: 1, aColStride: patch,
+                     b: dOut, ldb: n, c: cols, ldc: n, accumulate: false)
+                for s in 0..<count {
+                    col2im(cols + s * positions, rowStride: n, into: dx + (first + s) * inSize)
                 }
             }
         }
     }
 
-    /// cols[(c·k + ky)·k + kx, oy·Wo + ox] = x[c, oy·stride − pad + ky, ox·stride − pad + kx] (0 outside).
-    func im2col(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>) {
+    /// cols[(c·k + ky)·k + kx, oy·Wo + ox] = x[c, oy·stride − pad + ky, ox·stride − pad + kx]
+    /// (0 outside), rows `rowStride` apart.
+    func im2col(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>, rowStride: Int) {
         var row = 0
         for c in 0..<inChannels {
             let plane = x + c * height * width
             for ky in 0..<kernel {
                 for kx in 0..<kernel {
-                    let dst = cols + row * positions
+                    let dst = cols + row * rowStride
                     for oy in 0..<outHeight {
                         let iy = oy * stride - padding + ky
                         let line = dst + oy * outWidth
@@ -111,15 +142,37 @@ public final class Conv2d: Layer {
         }
     }
 
+    /// The transpose of im2col: rows[oy·Wo + ox, (c·k + ky)·k + kx].
+    func im2row(_ x: UnsafePointer<Float>, into rows: UnsafeMutablePointer<Float>) {
+        let patch = patchSize
+        for oy in 0..<outHeight {
+            for ox in 0..<outWidth {
+                let dst = rows + (oy * outWidth + ox) * patch
+                var k = 0
+                for c in 0..<inChannels {
+                    let plane = x + c * height * width
+                    for ky in 0..<kernel {
+                        let iy = oy * stride - padding + ky
+                        for kx in 0..<kernel {
+                            let ix = ox * stride - padding + kx
+                            dst[k] = (iy >= 0 && iy < height && ix >= 0 && ix < width) ? plane[iy * width + ix] : 0
+                            k += 1
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The adjoint of im2col: dx = Σ over patches, added in the fixed (c, ky, kx, oy, ox) order.
-    func col2im(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
+    func col2im(_ cols: UnsafePointer<Float>, rowStride: Int, into dx: UnsafeMutablePointer<Float>) {
         dx.update(repeating: 0, count: inputSize)
         var row = 0
         for c in 0..<inChannels {
             let plane = dx + c * height * width
             for ky in 0..<kernel {
                 for kx in 0..<kernel {
-                    let src = cols + row * positions
+                    let src = cols + row * rowStride
                     for oy in 0..<outHeight {
                         let iy = oy * stride - padding + ky
                         if iy < 0 || iy >= height { continue }

@@ -35,7 +35,7 @@ struct Inspect: ParsableCommand {
             print(modelTable(network))
         } catch let error as EngineError {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw ExitCode(64)
         }
     }
 }

@@ -12,8 +12,9 @@ struct SwiftCNNTrain: ParsableCommand {
         Run it alone for a serial run, or under `mpirun -n N` (or `srun --mpi=pmix`) for N ranks: \
         the parameter digest printed at the end is the same either way.
 
-        Exit codes: 0 success; 1 a runtime error (bad data, non-finite values, I/O); \
-        64 a usage error (bad flag or value).
+        Exit codes: 0 success; 1 a runtime error (bad data or checkpoint, non-finite values, I/O); \
+        64 a usage error (bad flag, value or model spec). Under mpirun, the job ends with the \
+        failing rank's code.
         """,
         version: "0.1.0",
         subcommands: [Train.self, Evaluate.self, Inspect.self],
@@ -48,13 +49,19 @@ enum Job {
             communicator.finalize()
         } catch {
             let message = String(describing: error)
+            // Bad flags and model specs are usage errors, as ArgumentParser's own are.
+            let code: Int32
+            switch error {
+            case is UsageError, EngineError.invalidModel: code = 64
+            default: code = 1
+            }
             if communicator.size > 1 {
                 if !isRoot { usleep(500_000) }
                 FileHandle.standardError.write(Data("error\(isRoot ? "" : " (rank \(communicator.rank))"): \(message)\n".utf8))
-                communicator.abort(code: 1)
+                communicator.abort(code: code)
             }
             FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-            throw ExitCode(1)
+            throw ExitCode(code)
         }
     }
 }
