@@ -114,6 +114,14 @@ public final class Conv2d: Layer {
         }
     }
 
+    /// The output columns ox whose input column ox·stride − pad + kx lies inside the image.
+    @inline(__always) func validColumns(_ kx: Int) -> Range<Int> {
+        let shift = kx - padding
+        let low = shift >= 0 ? 0 : (-shift + stride - 1) / stride
+        let high = width - shift <= 0 ? 0 : min(outWidth, (width - shift - 1) / stride + 1)
+        return low..<max(low, high)
+    }
+
     /// cols[(c·k + ky)·k + kx, oy·Wo + ox] = x[c, oy·stride − pad + ky, ox·stride − pad + kx]
     /// (0 outside), rows `rowStride` apart.
     func im2col(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>, rowStride: Int) {
@@ -123,18 +131,22 @@ public final class Conv2d: Layer {
             for ky in 0..<kernel {
                 for kx in 0..<kernel {
                     let dst = cols + row * rowStride
+                    let valid = validColumns(kx)
                     for oy in 0..<outHeight {
                         let iy = oy * stride - padding + ky
                         let line = dst + oy * outWidth
-                        if iy < 0 || iy >= height {
+                        if iy < 0 || iy >= height || valid.isEmpty {
                             line.update(repeating: 0, count: outWidth)
                             continue
                         }
-                        let src = plane + iy * width
-                        for ox in 0..<outWidth {
-                            let ix = ox * stride - padding + kx
-                            line[ox] = (ix >= 0 && ix < width) ? src[ix] : 0
+                        line.update(repeating: 0, count: valid.lowerBound)
+                        let src = plane + iy * width - padding + kx
+                        if stride == 1 {
+                            (line + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
+                        } else {
+                            for ox in valid { line[ox] = src[ox * stride] }
                         }
+                        (line + valid.upperBound).update(repeating: 0, count: outWidth - valid.upperBound)
                     }
                     row += 1
                 }
@@ -148,16 +160,25 @@ public final class Conv2d: Layer {
         for oy in 0..<outHeight {
             for ox in 0..<outWidth {
                 let dst = rows + (oy * outWidth + ox) * patch
+                let x0 = ox * stride - padding
+                let inside = x0 >= 0 && x0 + kernel <= width
                 var k = 0
                 for c in 0..<inChannels {
                     let plane = x + c * height * width
                     for ky in 0..<kernel {
                         let iy = oy * stride - padding + ky
-                        for kx in 0..<kernel {
-                            let ix = ox * stride - padding + kx
-                            dst[k] = (iy >= 0 && iy < height && ix >= 0 && ix < width) ? plane[iy * width + ix] : 0
-                            k += 1
+                        if iy < 0 || iy >= height {
+                            (dst + k).update(repeating: 0, count: kernel)
+                        } else if inside {
+                            let src = plane + iy * width + x0
+                            for kx in 0..<kernel { dst[k + kx] = src[kx] }
+                        } else {
+                            for kx in 0..<kernel {
+                                let ix = x0 + kx
+                                dst[k + kx] = ix >= 0 && ix < width ? plane[iy * width + ix] : 0
+                            }
                         }
+                        k += kernel
                     }
                 }
             }
@@ -173,14 +194,13 @@ public final class Conv2d: Layer {
             for ky in 0..<kernel {
                 for kx in 0..<kernel {
                     let src = cols + row * rowStride
+                    let valid = validColumns(kx)
                     for oy in 0..<outHeight {
                         let iy = oy * stride - padding + ky
                         if iy < 0 || iy >= height { continue }
-                        let line = plane + iy * width
-                        for ox in 0..<outWidth {
-                            let ix = ox * stride - padding + kx
-                            if ix >= 0 && ix < width { line[ix] += src[oy * outWidth + ox] }
-                        }
+                        let line = plane + iy * width - padding + kx
+                        let from = src + oy * outWidth
+                        for ox in valid { line[ox * stride] += from[ox] }
                     }
                     row += 1
                 }

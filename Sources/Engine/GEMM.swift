@@ -26,6 +26,11 @@ public func gemm(m: Int, n: Int, k: Int,
     var j = 0
     while j + 32 <= n {
         var i = 0
+        while i + 8 <= m {
+            kernel8x32(k: k, a: a + i * aRowStride, aRowStride: aRowStride, aColStride: aColStride,
+                       b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+            i += 8
+        }
         while i + 4 <= m {
             kernel4x32(k: k, a: a + i * aRowStride, aRowStride: aRowStride, aColStride: aColStride,
                        b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
@@ -57,6 +62,60 @@ public func gemm(m: Int, n: Int, k: Int,
             }
         }
     }
+}
+
+/// 8 rows × 32 columns: 16 accumulators of 16 lanes, the register file of AVX-512.
+@inline(__always)
+private func kernel8x32(k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
+                        b: UnsafePointer<Float>, ldb: Int,
+                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
+    var c20 = Vec16(), c21 = Vec16(), c30 = Vec16(), c31 = Vec16()
+    var c40 = Vec16(), c41 = Vec16(), c50 = Vec16(), c51 = Vec16()
+    var c60 = Vec16(), c61 = Vec16(), c70 = Vec16(), c71 = Vec16()
+    if accumulate {
+        c00 = load16(c); c01 = load16(c + 16)
+        c10 = load16(c + ldc); c11 = load16(c + ldc + 16)
+        c20 = load16(c + 2 * ldc); c21 = load16(c + 2 * ldc + 16)
+        c30 = load16(c + 3 * ldc); c31 = load16(c + 3 * ldc + 16)
+        c40 = load16(c + 4 * ldc); c41 = load16(c + 4 * ldc + 16)
+        c50 = load16(c + 5 * ldc); c51 = load16(c + 5 * ldc + 16)
+        c60 = load16(c + 6 * ldc); c61 = load16(c + 6 * ldc + 16)
+        c70 = load16(c + 7 * ldc); c71 = load16(c + 7 * ldc + 16)
+    }
+    let a0 = a, a1 = a + aRowStride, a2 = a + 2 * aRowStride, a3 = a + 3 * aRowStride
+    let a4 = a + 4 * aRowStride, a5 = a + 5 * aRowStride, a6 = a + 6 * aRowStride, a7 = a + 7 * aRowStride
+    var bRow = b
+    var off = 0
+    for _ in 0..<k {
+        let b0 = load16(bRow), b1 = load16(bRow + 16)
+        var x = Vec16(repeating: a0[off])
+        c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
+        x = Vec16(repeating: a1[off])
+        c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
+        x = Vec16(repeating: a2[off])
+        c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
+        x = Vec16(repeating: a3[off])
+        c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
+        x = Vec16(repeating: a4[off])
+        c40 = c40.addingProduct(x, b0); c41 = c41.addingProduct(x, b1)
+        x = Vec16(repeating: a5[off])
+        c50 = c50.addingProduct(x, b0); c51 = c51.addingProduct(x, b1)
+        x = Vec16(repeating: a6[off])
+        c60 = c60.addingProduct(x, b0); c61 = c61.addingProduct(x, b1)
+        x = Vec16(repeating: a7[off])
+        c70 = c70.addingProduct(x, b0); c71 = c71.addingProduct(x, b1)
+        bRow += ldb
+        off += aColStride
+    }
+    store16(c00, c); store16(c01, c + 16)
+    store16(c10, c + ldc); store16(c11, c + ldc + 16)
+    store16(c20, c + 2 * ldc); store16(c21, c + 2 * ldc + 16)
+    store16(c30, c + 3 * ldc); store16(c31, c + 3 * ldc + 16)
+    store16(c40, c + 4 * ldc); store16(c41, c + 4 * ldc + 16)
+    store16(c50, c + 5 * ldc); store16(c51, c + 5 * ldc + 16)
+    store16(c60, c + 6 * ldc); store16(c61, c + 6 * ldc + 16)
+    store16(c70, c + 7 * ldc); store16(c71, c + 7 * ldc + 16)
 }
 
 @inline(__always)

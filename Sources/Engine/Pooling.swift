@@ -19,66 +19,98 @@ public struct PoolGeometry: Sendable {
 }
 
 /// `nn.MaxPool2d(kernel_size, stride)`, NCHW. The gradient goes to the first maximum of each
-/// window in row-major order (NaN counts as a maximum), as PyTorch's CPU kernel does; backward
-/// finds it again from the input rather than storing indices.
+/// window in row-major order (NaN counts as a maximum), as PyTorch's CPU kernel does; forward
+/// records where it was, so that backward only scatters.
 public final class MaxPool2d: Layer {
     public let geometry: PoolGeometry
+    /// Per output, the index within its input plane of the window's first maximum.
+    private var argmaxStorage: UnsafeMutablePointer<Int32>?
+    private var argmaxCapacity = 0
 
     public init(name: String, inShape: [Int], kernel: Int, stride: Int) throws {
         geometry = try PoolGeometry(name: name, inShape: inShape, kernel: kernel, stride: stride)
     }
 
+    deinit { argmaxStorage?.deallocate() }
+
     public var description: String { "MaxPool2d(kernel_size=\(geometry.kernel), stride=\(geometry.stride))" }
     public var inputShape: [Int] { [geometry.channels, geometry.height, geometry.width] }
     public var outputShape: [Int] { [geometry.channels, geometry.outHeight, geometry.outWidth] }
 
-    /// Index within the plane of the window's first maximum.
-    @inline(__always) func argmax(_ plane: UnsafePointer<Float>, _ oy: Int, _ ox: Int) -> Int {
-        let g = geometry
-        var best = (oy * g.stride) * g.width + ox * g.stride
-        var bestValue = plane[best]
-        for ky in 0..<g.kernel {
-            for kx in 0..<g.kernel {
-                let i = (oy * g.stride + ky) * g.width + ox * g.stride + kx
-                let v = plane[i]
-                if v > bestValue || (v.isNaN && !bestValue.isNaN) {
-                    best = i
-                    bestValue = v
-                }
-            }
-        }
-        return best
-    }
-
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let g = geometry
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
+        if argmaxCapacity < pass.sampleCount * outputSize {
+            argmaxStorage?.deallocate()
+            argmaxCapacity = pass.sampleCount * outputSize
+            argmaxStorage = .allocate(capacity: argmaxCapacity)
+        }
+        let indices = argmaxStorage!
         pass.forEachChunk { first, count, _, _ in
             for p in (first * planes)..<((first + count) * planes) {
                 let plane = x + p * inPlane, out = y + p * outPlane
+                let index = indices + p * outPlane
+                if g.kernel == 2 && g.stride == 2 {
+                    maxPool2x2(plane, out, index)
+                    continue
+                }
                 for oy in 0..<g.outHeight {
                     for ox in 0..<g.outWidth {
-                        out[oy * g.outWidth + ox] = plane[argmax(plane, oy, ox)]
+                        let origin = oy * g.stride * g.width + ox * g.stride
+                        var best = origin
+                        var bestValue = plane[origin]
+                        for ky in 0..<g.kernel {
+                            let row = origin + ky * g.width
+                            for i in row..<(row + g.kernel) {
+                                // Branch-free: `v` wins if greater, or if it is the window's first NaN.
+                                let v = plane[i]
+                                let wins = !(v <= bestValue) && bestValue == bestValue
+                                best = wins ? i : best
+                                bestValue = wins ? v : bestValue
+                            }
+                        }
+                        out[oy * g.outWidth + ox] = bestValue
+                        index[oy * g.outWidth + ox] = Int32(best)
                     }
                 }
+            }
+        }
+    }
+
+    /// The common 2×2, stride-2 case unrolled, with the same first-maximum rule.
+    @inline(__always)
+    private func maxPool2x2(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ index: UnsafeMutablePointer<Int32>) {
+        let g = geometry
+        for oy in 0..<g.outHeight {
+            let top = 2 * oy * g.width, outRow = oy * g.outWidth
+            for ox in 0..<g.outWidth {
+                let i0 = top + 2 * ox
+                var best = i0, bestValue = plane[i0]
+                @inline(__always) func consider(_ i: Int) {
+                    let v = plane[i]
+                    let wins = !(v <= bestValue) && bestValue == bestValue
+                    best = wins ? i : best
+                    bestValue = wins ? v : bestValue
+                }
+                consider(i0 + 1)
+                consider(i0 + g.width)
+                consider(i0 + g.width + 1)
+                out[outRow + ox] = bestValue
+                index[outRow + ox] = Int32(best)
             }
         }
     }
 
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
-        guard let dx else { return }
+        guard let dx, let indices = argmaxStorage else { return }
         let g = geometry
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         pass.forEachChunk { first, count, _, _ in
             for p in (first * planes)..<((first + count) * planes) {
-                let plane = x + p * inPlane, dPlane = dx + p * inPlane, dOut = dy + p * outPlane
+                let dPlane = dx + p * inPlane, dOut = dy + p * outPlane, index = indices + p * outPlane
                 dPlane.update(repeating: 0, count: inPlane)
-                for oy in 0..<g.outHeight {
-                    for ox in 0..<g.outWidth {
-                        dPlane[argmax(plane, oy, ox)] += dOut[oy * g.outWidth + ox]
-                    }
-                }
+                for o in 0..<outPlane { dPlane[Int(index[o])] += dOut[o] }
             }
         }
     }

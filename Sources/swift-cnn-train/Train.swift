@@ -168,7 +168,7 @@ struct Train: ParsableCommand {
                 let epochDone = trainer.step % trainer.stepsPerEpoch == 0
                 if epochDone || trainer.step == trainer.totalSteps {
                     progress.clear()
-                    let test = try trainer.evaluate(data.test)
+                    let test = try progress.excluded { try trainer.evaluate(data.test) }
                     let trainLoss = epochLoss / Double(epochSteps)
                     let label = epochDone ? "epoch \(result.epoch + 1)/\(options.epochs)" : "step \(trainer.step) (epoch \(result.epoch + 1), partial)"
                     Job.say("\(label): train loss \(String(format: "%.4f", trainLoss)), test loss \(String(format: "%.4f", test.loss)), test accuracy \(String(format: "%.2f", 100 * test.accuracy))%, \(String(format: "%.0f", progress.imagesPerSecond)) images/s")
@@ -177,7 +177,7 @@ struct Train: ParsableCommand {
                     epochSteps = 0
                 }
                 if let store, checkpointEvery > 0, trainer.step % checkpointEvery == 0, trainer.step < trainer.totalSteps {
-                    _ = try saveCheckpoint(trainer, store: store)
+                    _ = try progress.excluded { try saveCheckpoint(trainer, store: store) }
                 }
             }
             if let path = try saveCheckpoint(trainer, store: store) { Job.say("checkpoint: \(path)") }
@@ -225,6 +225,8 @@ final class Progress {
     // Under mpirun a rank's stdout may be a pty even when the job's output goes to a log: plain lines there.
     let isTerminal = isatty(STDOUT_FILENO) != 0 && !MPICommunicator.launchedByMPI
     var images = 0
+    /// Time spent outside training steps (evaluation, checkpoints), left out of images/s.
+    var excludedSeconds = 0.0
 
     init(total: Int, batchSize: Int, metrics: MetricsLog?, learningRate: @escaping (Int) -> Float) {
         self.total = total
@@ -251,7 +253,13 @@ final class Progress {
         metrics.append(entry)
     }
 
-    var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start), 1e-9) }
+    var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start) - excludedSeconds, 1e-9) }
+
+    func excluded<T>(_ body: () throws -> T) rethrows -> T {
+        let begin = Date()
+        defer { excludedSeconds += Date().timeIntervalSince(begin) }
+        return try body()
+    }
 
     func update(_ result: StepResult) {
         images += batchSize
@@ -264,7 +272,7 @@ final class Progress {
         guard now.timeIntervalSince(lastPrint) >= (isTerminal ? 0.2 : 5) else { return }
         lastPrint = now
         let done = result.step + 1
-        let eta = Double(total - done) * now.timeIntervalSince(start) / Double(done)
+        let eta = Double(total - done) * (now.timeIntervalSince(start) - excludedSeconds) / Double(done)
         let line = "epoch \(result.epoch + 1) step \(done)/\(total) loss \(String(format: "%.4f", result.loss)) acc \(String(format: "%.2f", 100 * result.accuracy))% \(String(format: "%.0f", imagesPerSecond)) images/s ETA \(Int(eta))s"
         if isTerminal {
             print("\r\u{1B}[K" + line, terminator: "")
