@@ -36,15 +36,25 @@ public final class ExactReducer: ChunkSumReducer {
         precondition(rows <= 1 << ExactReducer.headroomBits, "too many chunks for the fixed-point headroom")
         maxima = [Float](repeating: 0, count: segments.count)
         for (k, segment) in segments.enumerated() {
-            var m: Float = 0
+            var largest = SIMD16<Float>(), poison = SIMD16<Float>()
+            var m: Float = 0, scalarPoison: Float = 0
             for r in 0..<rows {
                 let row = partials + r * width
-                for i in segment.range {
-                    let a = abs(row[i])
-                    if !a.isFinite { m = .infinity } else if a > m { m = a }
+                var i = segment.range.lowerBound
+                while i + 16 <= segment.range.upperBound {
+                    let v = UnsafeRawPointer(row + i).loadUnaligned(as: SIMD16<Float>.self)
+                    largest = pointwiseMax(largest, pointwiseMax(v, -v))
+                    poison += v - v  // NaN wherever v is NaN or infinite, else 0
+                    i += 16
+                }
+                while i < segment.range.upperBound {
+                    m = max(m, abs(row[i]))
+                    scalarPoison += row[i] - row[i]
+                    i += 1
                 }
             }
-            maxima[k] = m
+            let finite = (poison.sum() + scalarPoison).isFinite
+            maxima[k] = finite ? max(m, largest.max()) : .infinity
         }
         try communicator.allreduceMax(&maxima)
         if let bad = maxima.firstIndex(where: { !$0.isFinite }) {
@@ -57,8 +67,17 @@ public final class ExactReducer: ChunkSumReducer {
                 for i in segment.range { sums[i] = 0 }
                 for r in 0..<rows {
                     let row = partials + r * width
-                    for i in segment.range {
+                    var i = segment.range.lowerBound
+                    while i + 8 <= segment.range.upperBound {
+                        let v = SIMD8<Double>(UnsafeRawPointer(row + i).loadUnaligned(as: SIMD8<Float>.self)) * scale
+                        let q = SIMD8<Int64>(v, rounding: .toNearestOrEven)
+                        let target = UnsafeMutableRawPointer(sums.baseAddress! + i)
+                        target.storeBytes(of: target.loadUnaligned(as: SIMD8<Int64>.self) &+ q, as: SIMD8<Int64>.self)
+                        i += 8
+                    }
+                    while i < segment.range.upperBound {
                         sums[i] &+= Int64((Double(row[i]) * scale).rounded(.toNearestOrEven))
+                        i += 1
                     }
                 }
             }

@@ -81,28 +81,20 @@ public final class Conv2d: Layer {
                     (dOut + o * n + s * positions).update(from: dOutSample + o * positions, count: positions)
                 }
             }
-            // dW[o, k] = Σ over (sample, position) of dy·cols, one chain in that order. With
-            // few weights per filter (conv1: 9) the transposed product dWᵀ = cols·dyᵀ keeps the
-            // vector lanes full; each element's chain, and so its bits, is the same either way.
-            if patch >= 32 || outChannels < 32 {
-                let rows = workspace.floats(2, count: patch * n)
-                for s in 0..<count {
-                    im2row(x + (first + s) * inSize, into: rows + s * positions * patch)
-                }
-                gemm(m: outChannels, n: patch, k: n, a: dOut, aRowStride: n, aColStride: 1,
-                     b: rows, ldb: patch, c: dWeight, ldc: patch, accumulate: true)
-            } else {
-                for s in 0..<count {
-                    im2col(x + (first + s) * inSize, into: cols + s * positions, rowStride: n)
-                }
-                let dOutT = workspace.floats(2, count: outChannels * n)
-                let dWeightT = workspace.floats(3, count: outChannels * patch)
-                transpose(dOut, rows: outChannels, cols: n, into: dOutT)
-                transpose(dWeight, rows: outChannels, cols: patch, into: dWeightT)
-                gemm(m: patch, n: outChannels, k: n, a: cols, aRowStride: n, aColStride: 1,
-                     b: dOutT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: true)
-                transpose(dWeightT, rows: patch, cols: outChannels, into: dWeight)
+            // dW[o, k] = Σ over (sample, position) of dy·cols, one chain in that order, computed
+            // as dWᵀ = cols · dyᵀ: n = out channels keeps the vector lanes full even for
+            // conv1's 9 weights per filter, and cols come from the fast row-wise im2col.
+            let dOutT = workspace.floats(2, count: outChannels * n)
+            let dWeightT = workspace.floats(3, count: outChannels * patch)
+            for s in 0..<count {
+                im2col(x + (first + s) * inSize, into: cols + s * positions, rowStride: n)
+                transpose(dy + (first + s) * outSize, rows: outChannels, cols: positions,
+                          into: dOutT + s * positions * outChannels)
             }
+            transpose(dWeight, rows: outChannels, cols: patch, into: dWeightT)
+            gemm(m: patch, n: outChannels, k: n, a: cols, aRowStride: n, aColStride: 1,
+                 b: dOutT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: true)
+            transpose(dWeightT, rows: patch, cols: outChannels, into: dWeight)
             if let dx {
                 // dcols = Wᵀ · dy, then scattered back onto each input (col2im).
                 gemm(m: patch, n: n, k: outChannels, a: weight, aRowStride: 1, aColStride: patch,
@@ -149,37 +141,6 @@ public final class Conv2d: Layer {
                         (line + valid.upperBound).update(repeating: 0, count: outWidth - valid.upperBound)
                     }
                     row += 1
-                }
-            }
-        }
-    }
-
-    /// The transpose of im2col: rows[oy·Wo + ox, (c·k + ky)·k + kx].
-    func im2row(_ x: UnsafePointer<Float>, into rows: UnsafeMutablePointer<Float>) {
-        let patch = patchSize
-        for oy in 0..<outHeight {
-            for ox in 0..<outWidth {
-                let dst = rows + (oy * outWidth + ox) * patch
-                let x0 = ox * stride - padding
-                let inside = x0 >= 0 && x0 + kernel <= width
-                var k = 0
-                for c in 0..<inChannels {
-                    let plane = x + c * height * width
-                    for ky in 0..<kernel {
-                        let iy = oy * stride - padding + ky
-                        if iy < 0 || iy >= height {
-                            (dst + k).update(repeating: 0, count: kernel)
-                        } else if inside {
-                            let src = plane + iy * width + x0
-                            for kx in 0..<kernel { dst[k + kx] = src[kx] }
-                        } else {
-                            for kx in 0..<kernel {
-                                let ix = x0 + kx
-                                dst[k + kx] = ix >= 0 && ix < width ? plane[iy * width + ix] : 0
-                            }
-                        }
-                        k += kernel
-                    }
                 }
             }
         }
