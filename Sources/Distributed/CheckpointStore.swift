@@ -87,7 +87,12 @@ public func loadCheckpoint(path: String) throws -> (Checkpoint, Network) {
     guard let data = FileManager.default.contents(atPath: path) else {
         throw EngineError.invalidCheckpoint("cannot read checkpoint '\(path)'")
     }
-    let bytes = [UInt8](data)
+    return try loadCheckpoint(bytes: [UInt8](data), source: path)
+}
+
+/// Decodes and verifies checkpoint bytes (named `source` in errors), building the model its
+/// manifest names.
+public func loadCheckpoint(bytes: [UInt8], source path: String) throws -> (Checkpoint, Network) {
     let (manifest, _) = try Checkpoint.manifest(of: bytes, source: path)
     let network: Network
     do {

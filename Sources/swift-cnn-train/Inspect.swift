@@ -1,4 +1,5 @@
 import ArgumentParser
+import DistributedTraining
 import Engine
 import Foundation
 
@@ -10,10 +11,16 @@ struct Inspect: ParsableCommand {
         tanh, maxpool<k>[s<stride>], avgpool<k>[s<stride>], flatten, fc<out>, fc (to the class \
         count), logsoftmax (last; the loss becomes NLL).
 
+        With a checkpoint file, prints its manifest (after verifying the whole file) instead.
+
         Examples:
           swift-cnn-train inspect --model seed-cnn
+          swift-cnn-train inspect runs/checkpoint-000000500.scnn
           swift-cnn-train inspect --model conv16k3p1-bn-relu-maxpool2-fc --input 3x32x32
         """)
+
+    @Argument(help: "A checkpoint file whose manifest to print.")
+    var checkpoint: String?
 
     @Option(help: "A preset or a model spec.")
     var model = "seed-cnn"
@@ -25,6 +32,24 @@ struct Inspect: ParsableCommand {
     var classes = 10
 
     func run() throws {
+        if let checkpoint {
+            do {
+                let (loaded, _) = try loadCheckpoint(path: checkpoint)
+                let m = loaded.manifest
+                print("checkpoint \(checkpoint): format \(Checkpoint.formatVersion), verified (zstd and SHA-256 checksums)")
+                print("step \(m.step) (epoch \(m.epoch + 1)); model \(m.model); input \(m.inputShape.map(String.init).joined(separator: "×")); \(m.classes) classes")
+                print("seed \(m.seed); batch \(m.batchSize); chunk \(m.chunkSize); lr \(m.learningRate) \(m.learningRateSchedule) over \(m.epochs) epochs; momentum \(m.momentum)\(m.nesterov ? " (Nesterov)" : ""); weight decay \(m.weightDecay); batch norm momentum \(m.batchNormMomentum), eps \(m.batchNormEpsilon); init \(m.initScheme)")
+                print("payload: \(m.payloadFloats) floats, sha256 \(m.payloadSHA256), byte-shuffled \(m.byteShuffled)")
+                print("parameter digest: \(parameterDigest(parameters: loaded.parameters, buffers: loaded.buffers))")
+                for tensor in m.tensors {
+                    print("  \(tensor.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(tensor.shape.map(String.init).joined(separator: "×").padding(toLength: 14, withPad: " ", startingAt: 0)) @ \(tensor.offset)")
+                }
+            } catch {
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            return
+        }
         let shape = input.split(separator: "x").compactMap { Int($0) }
         guard !shape.isEmpty, shape.count == input.split(separator: "x").count, shape.allSatisfy({ $0 > 0 && $0 <= 65536 }) else {
             throw ValidationError("--input must look like 1x28x28 (got '\(input)')")

@@ -60,18 +60,23 @@ final class KernelTests: XCTestCase {
     }
 
     /// The reference itself must be able to tell orders apart: an unfused multiply-add chain
-    /// differs from it on these values, so agreement above is not an accident of the data.
+    /// differs from it on most of these dot products, so agreement above is not an accident of
+    /// the data; and gemm follows the fused chain on every one of them.
     func testGemmReferenceDistinguishesFusedFromUnfused() {
-        let a = values(64, "a"), b = values(64, "b")
-        var fused: Float = 0, unfused: Float = 0
-        for p in 0..<64 {
-            fused = fused.addingProduct(a[p], b[p])
-            unfused = unfused + a[p] * b[p]
+        var differ = 0
+        for trial in 0..<20 {
+            let a = values(64, "a \(trial)"), b = values(64, "b \(trial)")
+            var fused: Float = 0, unfused: Float = 0
+            for p in 0..<64 {
+                fused = fused.addingProduct(a[p], b[p])
+                unfused = unfused + a[p] * b[p]
+            }
+            var c: [Float] = [0]
+            gemm(m: 1, n: 1, k: 64, a: a, aRowStride: 64, aColStride: 1, b: b, ldb: 1, c: &c, ldc: 1, accumulate: false)
+            XCTAssertEqual(c[0].bitPattern, fused.bitPattern, "dot product \(trial)")
+            if fused != unfused { differ += 1 }
         }
-        var c: [Float] = [0]
-        gemm(m: 1, n: 1, k: 64, a: a, aRowStride: 64, aColStride: 1, b: b, ldb: 1, c: &c, ldc: 1, accumulate: false)
-        XCTAssertNotEqual(fused.bitPattern, unfused.bitPattern)
-        XCTAssertEqual(c[0].bitPattern, fused.bitPattern)
+        XCTAssertGreaterThanOrEqual(differ, 5)
     }
 
     /// `horizontalSum`'s documented order: 16 lane sums over blocks of 16, the tail added to lanes
