@@ -46,6 +46,12 @@ let package = Package(
             ],
             swiftSettings: hotSettings
         ),
+        // The loaders' fuzz target (scripts/fuzz); a plain build makes its corpus replayer.
+        .executableTarget(
+            name: "fuzz-loaders",
+            dependencies: ["Engine", "DistributedTraining"],
+            swiftSettings: hotSettings
+        ),
         .target(
             name: "TestSupport",
             dependencies: ["Engine", "DistributedTraining"],

@@ -29,7 +29,8 @@ public func evaluate(network: Network, parameters: UnsafeMutablePointer<Float>, 
     let classes = network.classes
     let totalChunks = (dataset.count + chunkSize - 1) / chunkSize
     let mine = chunkRange(rank: communicator.rank, ranks: communicator.size, chunks: totalChunks)
-    let chunksPerBatch = max(1, 256 / chunkSize)
+    // Small evaluation batches keep peak memory low; the chunking, not this size, fixes the numbers.
+    let chunksPerBatch = max(1, 64 / chunkSize)
     let activations = Activations(network: network, capacity: chunksPerBatch * chunkSize)
     var labels = [UInt8](repeating: 0, count: chunksPerBatch * chunkSize)
     var chunkLoss = [Float](repeating: 0, count: max(mine.count, 1))

@@ -1,10 +1,12 @@
 import Crypto
+import CZlib
 import CZstd
 import Foundation
 
 /// A training state on disk (design §4, `docs/checkpoint-format.md`):
 ///
 ///     magic "SCNNCKPT" (8 bytes) | format version UInt32 LE | manifest length UInt32 LE
+///     | CRC-32 of the manifest UInt32 LE
 ///     manifest: UTF-8 JSON (`CheckpointManifest`)
 ///     payload: one zstd frame (with its content checksum) of every tensor as little-endian
 ///              Float32 — parameters, then buffers, then momentum — byte-shuffled if the
@@ -16,7 +18,7 @@ import Foundation
 public struct Checkpoint: Sendable {
     public static let magic = Array("SCNNCKPT".utf8)
     public static let formatVersion: UInt32 = 1
-    static let headerSize = 16
+    static let headerSize = 20
     static let maximumManifestSize = 1 << 20
     /// The largest state we load: 2 GiB of floats, far above any model here.
     public static let maximumPayloadFloats = 1 << 29
@@ -58,7 +60,7 @@ public struct Checkpoint: Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let json = [UInt8](try encoder.encode(manifest))
         var bytes = Checkpoint.magic
-        for field in [Checkpoint.formatVersion, UInt32(json.count)] {
+        for field in [Checkpoint.formatVersion, UInt32(json.count), Checkpoint.crc32(json)] {
             withUnsafeBytes(of: field.littleEndian) { bytes.append(contentsOf: $0) }
         }
         return bytes + json + frame
@@ -77,9 +79,11 @@ public struct Checkpoint: Sendable {
         guard manifestLength <= maximumManifestSize, headerSize + manifestLength <= bytes.count else {
             throw bad("manifest length \(manifestLength) runs past the end of the \(bytes.count)-byte file")
         }
+        let json = Array(bytes[headerSize..<(headerSize + manifestLength)])
+        guard crc32(json) == UInt32(littleEndianBytes: bytes[16..<20]) else { throw bad("manifest checksum mismatch (the file is corrupt)") }
         let manifest: CheckpointManifest
         do {
-            manifest = try JSONDecoder().decode(CheckpointManifest.self, from: Data(bytes[headerSize..<(headerSize + manifestLength)]))
+            manifest = try JSONDecoder().decode(CheckpointManifest.self, from: Data(json))
         } catch {
             throw bad("the manifest is not valid JSON of the expected form")
         }
@@ -111,6 +115,11 @@ public struct Checkpoint: Sendable {
         let p = layout.parameterCount, b = layout.bufferCount
         return Checkpoint(manifest: manifest, parameters: Array(values[0..<p]), buffers: Array(values[p..<(p + b)]),
                           velocity: Array(values[(p + b)...]))
+    }
+
+    /// zlib's CRC-32, as stored in the header for the manifest.
+    public static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        UInt32(bytes.withUnsafeBufferPointer { CZlib.crc32(0, $0.baseAddress, UInt32($0.count)) })
     }
 
     static func shuffled(_ bytes: [UInt8]) -> [UInt8] {

@@ -20,11 +20,14 @@ public final class Conv2d: Layer {
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
-        outHeight = (height + 2 * padding - kernel) / stride + 1
-        outWidth = (width + 2 * padding - kernel) / stride + 1
-        guard kernel >= 1, stride >= 1, padding >= 0, height + 2 * padding >= kernel, width + 2 * padding >= kernel else {
+        guard kernel >= 1, stride >= 1 else {
+            throw EngineError.invalidModel("\(name): kernel size and stride must be at least 1 (got k\(kernel) s\(stride))")
+        }
+        guard padding < kernel, height + 2 * padding >= kernel, width + 2 * padding >= kernel else {
             throw EngineError.invalidModel("\(name): kernel \(kernel) does not fit a \(height)×\(width) input with padding \(padding)")
         }
+        outHeight = (height + 2 * padding - kernel) / stride + 1
+        outWidth = (width + 2 * padding - kernel) / stride + 1
         let fanIn = inChannels * kernel * kernel
         weightOffset = layout.declare("\(name).weight", shape: [outChannels, inChannels, kernel, kernel],
                                       initializer: initScheme.weight(fanIn: fanIn, fanOut: outChannels * kernel * kernel))

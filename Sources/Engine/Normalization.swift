@@ -113,6 +113,26 @@ public final class BatchNorm2d: Layer {
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         let plane = height * width, channels = channels
         let meanCopy = mean, invStdCopy = invStd
+        guard pass.training else {
+            // Evaluation mode: the statistics are constants, so y is affine in x.
+            let weight = pass.parameters + weightOffset
+            pass.forEachChunk { first, count, chunk, _ in
+                let grads = pass.gradients(ofChunk: chunk)
+                for s in first..<(first + count) {
+                    for c in 0..<channels {
+                        let o = (s * channels + c) * plane
+                        let m = meanCopy[c], mv = Vec16(repeating: m)
+                        grads[biasOffset + c] += horizontalSum(dy + o, count: plane)
+                        grads[weightOffset + c] += invStdCopy[c] * laneSum(
+                            count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
+                        guard let dx else { continue }
+                        let scale = invStdCopy[c] * weight[c]
+                        for i in 0..<plane { dx[o + i] = dy[o + i] * scale }
+                    }
+                }
+            }
+            return
+        }
         // Slot 0: Σdy; slot 1: Σdy·(x − mean).
         let term: (Int, Int, Int) -> Float = { s, c, slot in
             let o = (s * channels + c) * plane

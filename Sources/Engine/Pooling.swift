@@ -9,7 +9,10 @@ public struct PoolGeometry: Sendable {
         guard inShape.count == 3 else {
             throw EngineError.invalidModel("\(name): pooling needs an image input (C×H×W), got \(inShape)")
         }
-        guard kernel >= 1, stride >= 1, inShape[1] >= kernel, inShape[2] >= kernel else {
+        guard kernel >= 1, stride >= 1 else {
+            throw EngineError.invalidModel("\(name): pool size and stride must be at least 1 (got \(kernel), stride \(stride))")
+        }
+        guard inShape[1] >= kernel, inShape[2] >= kernel else {
             throw EngineError.invalidModel("\(name): a \(kernel)×\(kernel) pool does not fit a \(inShape[1])×\(inShape[2]) input")
         }
         (channels, height, width) = (inShape[0], inShape[1], inShape[2])

@@ -73,6 +73,8 @@ public enum ScalarMath {
         let a = Swift.abs(x)
         if a.isNaN { return x }
         if a > 6 { return x > 0 ? 1 : -1 }
+        // erf x = 2x/√π · (1 − x²/3 + …): below 1e-10 the first term is exact to Double precision.
+        if a < 1e-10 { return 1.128_379_167_095_512_6 * x }
         let value: Double
         if a < 2.5 {
             // Maclaurin series: erf a = 2/√π · Σ (−1)^n a^{2n+1} / (n! (2n+1)).

@@ -63,22 +63,49 @@ final class ResumeTests: XCTestCase {
 
     func testSIGTERMToMpirunCheckpointsAndResumesToTheSameBits() throws {
         let dir = TestSupport.temporaryDirectory("sigterm")
-        let slow = Self.common.map { $0 == "2" ? "40" : $0 }  // long enough to be mid-run
-        let reference = try runTrainer(slow + ["--max-steps", "120"], timeout: 600)
+        let run = Self.common.map { $0 == "2" ? "40" : $0 } + ["--max-steps", "400"]
+        let reference = try runTrainer(run, timeout: 600)
         XCTAssertEqual(reference.status, 0, reference.stderr)
-        let delay = 4.0
-        let stopped = try runTrainer(slow + ["--max-steps", "120", "--checkpoint-dir", dir], ranks: 2, timeout: 120) { process in
-            DispatchQueue.global().asyncAfter(deadline: .now() + delay) { kill(process.processIdentifier, SIGTERM) }
+        // Signal once training is under way: the metrics file shows a logged step.
+        let metrics = dir + "/metrics.jsonl"
+        let signalTime = Atomic()
+        let stopped = try runTrainer(run + ["--checkpoint-dir", dir, "--metrics", metrics], ranks: 2, timeout: 120) { process in
+            DispatchQueue.global().async {
+                let start = Date()
+                while ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 2,
+                      Date().timeIntervalSince(start) < 60 { usleep(50_000) }
+                signalTime.set(Date().timeIntervalSince(start))
+                kill(process.processIdentifier, SIGTERM)
+            }
         }
         // mpirun exits non-zero after forwarding SIGTERM even when every rank exits 0 (design §4),
         // so the status is not checked; the time, the message and the checkpoint are.
-        XCTAssertLessThan(stopped.seconds - delay, 10, "job ended \(stopped.seconds - delay) s after SIGTERM")
+        let afterSignal = stopped.seconds - signalTime.value
+        XCTAssertLessThan(afterSignal, 10, "job ended \(afterSignal) s after SIGTERM")
+        print("SIGTERM to mpirun: the job ended \(String(format: "%.2f", afterSignal)) s after the signal")
         XCTAssertTrue(stopped.stdout.contains("stopped by SIGTERM"), stopped.stdout + stopped.stderr)
-        XCTAssertNil(stopped.digest)
-        let resumed = try runTrainer(slow + ["--max-steps", "120", "--checkpoint-dir", dir, "--resume"], ranks: 2, timeout: 600)
+        XCTAssertNil(stopped.digest, "the run finished before the signal")
+        let resumed = try runTrainer(run + ["--checkpoint-dir", dir, "--resume"], ranks: 2, timeout: 600)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resumed from"), resumed.stdout)
         XCTAssertEqual(resumed.digest, reference.digest)
+    }
+
+    func testSIGINTStopsASerialRunWithACheckpointAndExitZero() throws {
+        let dir = TestSupport.temporaryDirectory("sigint")
+        let metrics = dir + "/metrics.jsonl"
+        let stopped = try runTrainer(Self.common.map { $0 == "2" ? "40" : $0 } + ["--checkpoint-dir", dir, "--metrics", metrics],
+                                     timeout: 120) { process in
+            DispatchQueue.global().async {
+                let start = Date()
+                while ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 2,
+                      Date().timeIntervalSince(start) < 60 { usleep(50_000) }
+                kill(process.processIdentifier, SIGINT)
+            }
+        }
+        XCTAssertEqual(stopped.status, 0, stopped.stderr)
+        XCTAssertTrue(stopped.stdout.contains("stopped by SIGINT"), stopped.stdout)
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".scnn") }.isEmpty)
     }
 
     /// SIGKILL the writer at random instants while it checkpoints every step; afterwards a
@@ -102,4 +129,12 @@ final class ResumeTests: XCTestCase {
         print("SIGKILL trials: \(killedTrials) of \(trials) killed mid-run, all resumed to the reference digest")
         XCTAssertGreaterThanOrEqual(killedTrials, trials / 2, "most kills should land mid-run")
     }
+}
+
+/// A Double shared between the test and a signalling thread.
+final class Atomic: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored = 0.0
+    var value: Double { lock.withLock { stored } }
+    func set(_ v: Double) { lock.withLock { stored = v } }
 }

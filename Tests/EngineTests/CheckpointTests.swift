@@ -44,10 +44,11 @@ final class CheckpointTests: XCTestCase {
     /// The file with its manifest JSON edited and the header's length rewritten to match.
     func editingManifest(_ bytes: [UInt8], _ edit: (inout [String: Any]) -> Void) throws -> [UInt8] {
         let (_, payloadStart) = try Checkpoint.manifest(of: bytes, source: source)
-        var json = try JSONSerialization.jsonObject(with: Data(bytes[16..<payloadStart])) as! [String: Any]
+        var json = try JSONSerialization.jsonObject(with: Data(bytes[20..<payloadStart])) as! [String: Any]
         edit(&json)
         let text = [UInt8](try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))
-        return Array(bytes[0..<12]) + littleEndian(UInt32(text.count)) + text + Array(bytes[payloadStart...])
+        return Array(bytes[0..<12]) + littleEndian(UInt32(text.count)) + littleEndian(Checkpoint.crc32(text)) + text
+            + Array(bytes[payloadStart...])
     }
 
     func editingTensor(_ bytes: [UInt8], _ index: Int, _ edit: @escaping (inout [String: Any]) -> Void) throws -> [UInt8] {
@@ -81,7 +82,7 @@ final class CheckpointTests: XCTestCase {
         var bytes = try original.encoded()
         bytes[0] = UInt8(ascii: "X")
         assertThrows(.checkpoint, containing: "'test.ckpt' is not a usable checkpoint: bad magic", try decode(bytes))
-        assertThrows(.checkpoint, containing: "only 10 bytes, shorter than the 16-byte header", try decode(Array(bytes.prefix(10))))
+        assertThrows(.checkpoint, containing: "only 10 bytes, shorter than the 20-byte header", try decode(Array(bytes.prefix(10))))
     }
 
     func testFutureFormatVersion() throws {
@@ -102,7 +103,11 @@ final class CheckpointTests: XCTestCase {
 
     func testManifestThatIsNotJSON() throws {
         var bytes = try original.encoded()
-        bytes[16] = UInt8(ascii: "#")
+        bytes[20] = UInt8(ascii: "#")
+        assertThrows(.checkpoint, containing: "manifest checksum mismatch", try decode(bytes))
+        // With a matching checksum, the JSON itself is checked.
+        let (_, payloadStart) = try Checkpoint.manifest(of: try original.encoded(), source: source)
+        bytes.replaceSubrange(16..<20, with: littleEndian(Checkpoint.crc32(Array(bytes[20..<payloadStart]))))
         assertThrows(.checkpoint, containing: "the manifest is not valid JSON of the expected form", try decode(bytes))
     }
 
@@ -163,8 +168,8 @@ final class CheckpointTests: XCTestCase {
                 let decoded = try decode(flipped)
                 assertSameState(decoded, reference, "bit \(bit) of byte \(position)")
                 if decoded.manifest != reference.manifest {
-                    let region = position < 16 ? "header" : position < payloadStart ? "manifest" : "payload"
-                    let context = String(decoding: flipped[max(position - 16, 0)..<min(position + 4, bytes.count)], as: UTF8.self)
+                    let region = position < 20 ? "header" : position < payloadStart ? "manifest" : "payload"
+                    let context = String(decoding: flipped[max(position - 20, 0)..<min(position + 4, bytes.count)], as: UTF8.self)
                     accepted.append("byte \(position) (\(region)) → …\(context)…")
                 }
             } catch let error as EngineError {

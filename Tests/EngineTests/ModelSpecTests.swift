@@ -108,6 +108,10 @@ final class ModelSpecTests: XCTestCase {
         assertThrows(.model, containing: "a 5×5 pool does not fit a 4×4 input", try network("conv2k3-maxpool5-fc", input: [1, 6, 6]))
         assertThrows(.model, containing: "Conv2d needs an image input", try network("fc20-conv4k3-fc"))
         assertThrows(.model, containing: "BatchNorm2d needs an image input", try network("fc20-bn-fc"))
+        // A zero stride is refused before any division by it.
+        assertThrows(.model, containing: "kernel size and stride must be at least 1", try network("conv8k3s0-fc"))
+        assertThrows(.model, containing: "pool size and stride must be at least 1", try network("conv8k3-maxpool2s0-fc"))
+        assertThrows(.model, containing: "kernel 3 does not fit", try network("conv8k3p3-fc"))
     }
 
     func testLogSoftmaxMustBeLast() {
