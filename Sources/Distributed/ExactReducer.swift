@@ -36,25 +36,14 @@ public final class ExactReducer: ChunkSumReducer {
         precondition(rows <= 1 << ExactReducer.headroomBits, "too many chunks for the fixed-point headroom")
         maxima = [Float](repeating: 0, count: segments.count)
         for (k, segment) in segments.enumerated() {
-            var largest = SIMD16<Float>(), poison = SIMD16<Float>()
-            var m: Float = 0, scalarPoison: Float = 0
+            // Non-negative floats order as their bit patterns, and NaN and ±inf have the
+            // largest (all-ones exponent): one integer max finds M and flags non-finite values.
+            var largestBits: UInt32 = 0
             for r in 0..<rows {
                 let row = partials + r * width
-                var i = segment.range.lowerBound
-                while i + 16 <= segment.range.upperBound {
-                    let v = UnsafeRawPointer(row + i).loadUnaligned(as: SIMD16<Float>.self)
-                    largest = pointwiseMax(largest, pointwiseMax(v, -v))
-                    poison += v - v  // NaN wherever v is NaN or infinite, else 0
-                    i += 16
-                }
-                while i < segment.range.upperBound {
-                    m = max(m, abs(row[i]))
-                    scalarPoison += row[i] - row[i]
-                    i += 1
-                }
+                for i in segment.range { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
             }
-            let finite = (poison.sum() + scalarPoison).isFinite
-            maxima[k] = finite ? max(m, largest.max()) : .infinity
+            maxima[k] = largestBits >= 0x7F80_0000 ? .infinity : Float(bitPattern: largestBits)
         }
         try communicator.allreduceMax(&maxima)
         if let bad = maxima.firstIndex(where: { !$0.isFinite }) {
@@ -65,19 +54,15 @@ public final class ExactReducer: ChunkSumReducer {
             for (k, segment) in segments.enumerated() {
                 let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
                 for i in segment.range { sums[i] = 0 }
+                // round(x·2^s) to Int64 by the magic-number trick, which the compiler vectorises:
+                // adding 1.5·2⁵² leaves round_half_even(x·2^s) in the low mantissa bits, exactly
+                // as `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
+                let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
                 for r in 0..<rows {
                     let row = partials + r * width
-                    var i = segment.range.lowerBound
-                    while i + 8 <= segment.range.upperBound {
-                        let v = SIMD8<Double>(UnsafeRawPointer(row + i).loadUnaligned(as: SIMD8<Float>.self)) * scale
-                        let q = SIMD8<Int64>(v, rounding: .toNearestOrEven)
-                        let target = UnsafeMutableRawPointer(sums.baseAddress! + i)
-                        target.storeBytes(of: target.loadUnaligned(as: SIMD8<Int64>.self) &+ q, as: SIMD8<Int64>.self)
-                        i += 8
-                    }
-                    while i < segment.range.upperBound {
-                        sums[i] &+= Int64((Double(row[i]) * scale).rounded(.toNearestOrEven))
-                        i += 1
+                    for i in segment.range {
+                        let shifted = Double(row[i]) * scale + magic
+                        sums[i] &+= Int64(bitPattern: shifted.bitPattern) &- magicBits
                     }
                 }
             }
