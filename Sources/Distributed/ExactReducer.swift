@@ -22,8 +22,9 @@ public final class ExactReducer: ChunkSumReducer {
     /// log₂ of the most chunks one sum may cover (16,777,216).
     public static let headroomBits = 24
     public let communicator: Communicator
-    /// What `nonFinite` errors say the values were (e.g. "at step 12").
-    public var context = ""
+    /// The global step whose values are being summed, for `nonFinite` errors (nil: evaluation).
+    public var step: Int?
+    // Reused across calls, grown to the largest request: no allocation per step.
     private var maxima: [Float] = []
     private var integers: [Int64] = []
 
@@ -34,7 +35,7 @@ public final class ExactReducer: ChunkSumReducer {
     public func sumChunks(_ partials: UnsafePointer<Float>, rows: Int, width: Int,
                           segments: [SumSegment], into result: UnsafeMutablePointer<Float>) throws {
         precondition(rows <= 1 << ExactReducer.headroomBits, "too many chunks for the fixed-point headroom")
-        maxima = [Float](repeating: 0, count: segments.count)
+        if maxima.count < segments.count { maxima = [Float](repeating: 0, count: segments.count) }
         for (k, segment) in segments.enumerated() {
             // Non-negative floats order as their bit patterns, and NaN and ±inf have the
             // largest (all-ones exponent): one integer max finds M and flags non-finite values.
@@ -45,11 +46,11 @@ public final class ExactReducer: ChunkSumReducer {
             }
             maxima[k] = largestBits >= 0x7F80_0000 ? .infinity : Float(bitPattern: largestBits)
         }
-        try communicator.allreduceMax(&maxima)
-        if let bad = maxima.firstIndex(where: { !$0.isFinite }) {
-            throw EngineError.nonFinite("non-finite value (NaN or infinity) in \(segments[bad].name)\(context.isEmpty ? "" : " " + context)")
+        try maxima.withUnsafeMutableBufferPointer { try communicator.allreduceMax(UnsafeMutableBufferPointer(rebasing: $0[0..<segments.count])) }
+        if let bad = maxima.prefix(segments.count).firstIndex(where: { !$0.isFinite }) {
+            throw EngineError.nonFinite("non-finite value (NaN or infinity) in \(segments[bad].name) " + (step.map { "at step \($0)" } ?? "during evaluation"))
         }
-        if integers.count != width { integers = [Int64](repeating: 0, count: width) }
+        if integers.count < width { integers = [Int64](repeating: 0, count: width) }
         integers.withUnsafeMutableBufferPointer { sums in
             for (k, segment) in segments.enumerated() {
                 let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
@@ -67,7 +68,7 @@ public final class ExactReducer: ChunkSumReducer {
                 }
             }
         }
-        try communicator.allreduceSum(&integers)
+        try integers.withUnsafeMutableBufferPointer { try communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: $0[0..<width])) }
         for (k, segment) in segments.enumerated() {
             let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
             for i in segment.range {

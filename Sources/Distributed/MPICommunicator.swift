@@ -24,7 +24,9 @@ public final class MPICommunicator: Communicator {
         size = Int(s)
     }
 
-    private func check(_ code: Int32, _ what: String) throws {
+    /// Runs one MPI call (under the collective watchdog, when there is one) and checks its result.
+    private func check(_ call: @autoclosure () -> Int32, _ what: String) throws {
+        let code = CollectiveWatchdog.shared?.guarding(what, call) ?? call()
         guard code == cmpi_success() else { throw CommunicatorError.failed("\(what) failed with MPI error \(code)") }
     }
 
@@ -76,7 +78,12 @@ public final class MPICommunicator: Communicator {
     public func finalize() {
         guard !finalized else { return }
         finalized = true
-        MPI_Finalize()
+        if let watchdog = CollectiveWatchdog.shared {
+            watchdog.activity = "at the end"
+            _ = watchdog.guarding("MPI_Finalize") { MPI_Finalize() }
+        } else {
+            MPI_Finalize()
+        }
     }
 }
 

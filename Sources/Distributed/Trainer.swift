@@ -43,6 +43,9 @@ public final class Trainer {
     let chunkCorrect: UnsafeMutableBufferPointer<Int64>
     let pass: Pass
     let gradientSegments: [SumSegment]
+    let lossSegment = [SumSegment(name: "the loss", range: 0..<1)]
+    /// Correct predictions and the stop flag, summed over ranks each step.
+    private var counts: [Int64] = [0, 0]
     private var epochOrder: (epoch: Int, order: [Int32])?
 
     public init(network: Network, data: DataSplits, options: TrainingOptions, communicator: Communicator) throws {
@@ -126,7 +129,8 @@ public final class Trainer {
             for (k, i) in indices.enumerated() { labels[first + k] = train.labels[i] }
             (chunkGradients.baseAddress! + chunk * parameterCount).update(repeating: 0, count: parameterCount)
         }
-        reducer.context = "at step \(step + 1)"
+        reducer.step = step + 1
+        CollectiveWatchdog.shared?.activity = "at step \(step + 1)"
         try network.forward(activations, pass)
         network.loss.evaluate(outputs: activations.output, labels: labels.baseAddress!, classes: network.classes,
                               pass: pass, gradient: activations.outputGradient,
@@ -150,10 +154,10 @@ public final class Trainer {
             try communicator.waitAll()
         }
         var lossSum: Float = 0
-        try reducer.sumChunks(chunkLoss.baseAddress!, rows: pass.chunkCount, width: 1,
-                              segments: [SumSegment(name: "the loss", range: 0..<1)], into: &lossSum)
+        try reducer.sumChunks(chunkLoss.baseAddress!, rows: pass.chunkCount, width: 1, segments: lossSegment, into: &lossSum)
         // The stop flag rides on the step's last, smallest allreduce.
-        var counts = [chunkCorrect.reduce(0, +), StopSignal.requested ? 1 : 0]
+        counts[0] = chunkCorrect.reduce(0, +)
+        counts[1] = StopSignal.requested ? 1 : 0
         try communicator.allreduceSum(&counts)
         options.optimizer.step(parameters: parameters.baseAddress!, gradients: gradient.baseAddress!,
                                velocity: velocity.baseAddress!, count: parameterCount,
@@ -183,7 +187,8 @@ public final class Trainer {
 extension Trainer {
     /// Evaluates the current weights on `dataset`, sharded over the ranks.
     public func evaluate(_ dataset: Dataset) throws -> EvaluationResult {
-        reducer.context = "while evaluating"
+        reducer.step = nil
+        CollectiveWatchdog.shared?.activity = "while evaluating after step \(step)"
         return try DistributedTraining.evaluate(
             network: network, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!, dataset: dataset,
             chunkSize: options.chunkSize, hyper: options.layer, executor: executor, communicator: communicator,

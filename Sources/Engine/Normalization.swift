@@ -14,6 +14,9 @@ public final class BatchNorm2d: Layer {
     /// Per-chunk partial sums, `[chunk][2·channels]`, grown once.
     private var partials: [Float] = []
     private var totals: [Float]
+    /// Per channel, y = x·alpha + shift.
+    private var alpha: [Float], shift: [Float]
+    private let statisticsSegments: [[SumSegment]]
 
     public init(name: String, inShape: [Int], layout: inout ParameterLayout) throws {
         guard inShape.count == 3 else {
@@ -28,6 +31,12 @@ public final class BatchNorm2d: Layer {
         mean = [Float](repeating: 0, count: channels)
         invStd = mean
         totals = [Float](repeating: 0, count: 2 * channels)
+        alpha = mean
+        shift = mean
+        let c = inShape[0]
+        statisticsSegments = [["sum"], ["squared deviation"], ["Σdy", "Σdy·(x−mean)"]].map { labels in
+            labels.enumerated().map { i, label in SumSegment(name: "\(name) \(label)", range: (i * c)..<((i + 1) * c)) }
+        }
     }
 
     public var description: String { "BatchNorm2d(\(channels))" }
@@ -36,8 +45,8 @@ public final class BatchNorm2d: Layer {
 
     /// Fills `partials` with `width` per-channel chunk sums from `term(chunk plane, channel)`,
     /// then reduces them exactly over the global batch into `totals`.
-    private func reduceChunkSums(_ pass: Pass, perChannel: Int, segments: [String],
-                                 _ term: @escaping (_ sample: Int, _ channel: Int, _ slot: Int) -> Float) throws {
+    private func reduceChunkSums(_ pass: Pass, perChannel: Int, segments: [SumSegment],
+                                 _ term: (_ sample: Int, _ channel: Int, _ slot: Int) -> Float) throws {
         let width = perChannel * channels
         if partials.count < pass.chunkCount * width {
             partials = [Float](repeating: 0, count: pass.chunkCount * width)
@@ -54,13 +63,10 @@ public final class BatchNorm2d: Layer {
                 }
             }
         }
-        let segmentList = segments.enumerated().map { i, label in
-            SumSegment(name: "\(name) \(label)", range: (i * channels)..<((i + 1) * channels))
-        }
         try partials.withUnsafeBufferPointer { p in
             try totals.withUnsafeMutableBufferPointer { t in
                 try pass.reducer.sumChunks(p.baseAddress!, rows: pass.chunkCount, width: width,
-                                           segments: segmentList, into: t.baseAddress!)
+                                           segments: segments, into: t.baseAddress!)
             }
         }
     }
@@ -72,12 +78,12 @@ public final class BatchNorm2d: Layer {
         let eps = pass.hyper.batchNormEpsilon
         if pass.training {
             let n = Float(pass.globalSampleCount * plane)
-            try reduceChunkSums(pass, perChannel: 1, segments: ["sum"]) { s, c, _ in
+            try reduceChunkSums(pass, perChannel: 1, segments: statisticsSegments[0]) { s, c, _ in
                 horizontalSum(x + (s * channels + c) * plane, count: plane)
             }
             for c in 0..<channels { mean[c] = totals[c] / n }
             let meanCopy = mean
-            try reduceChunkSums(pass, perChannel: 1, segments: ["squared deviation"]) { s, c, _ in
+            try reduceChunkSums(pass, perChannel: 1, segments: statisticsSegments[1]) { s, c, _ in
                 let p = x + (s * channels + c) * plane
                 let m = meanCopy[c], mv = Vec16(repeating: meanCopy[c])
                 return laneSum(count: plane, { let d = load16(p + $0) - mv; return d * d }, { let d = p[$0] - m; return d * d })
@@ -97,8 +103,11 @@ public final class BatchNorm2d: Layer {
             }
         }
         // y = x·α + β' with α = γ/σ and β' = β − mean·α, as PyTorch's CPU kernel.
-        let alpha = (0..<channels).map { invStd[$0] * weight[$0] }
-        let shift = (0..<channels).map { bias[$0] - mean[$0] * alpha[$0] }
+        for c in 0..<channels {
+            alpha[c] = invStd[c] * weight[c]
+            shift[c] = bias[c] - mean[c] * alpha[c]
+        }
+        let alpha = alpha, shift = shift
         pass.forEachChunk { first, count, _, _ in
             for s in first..<(first + count) {
                 for c in 0..<channels {
@@ -134,13 +143,13 @@ public final class BatchNorm2d: Layer {
             return
         }
         // Slot 0: Σdy; slot 1: Σdy·(x − mean).
-        let term: (Int, Int, Int) -> Float = { s, c, slot in
+        func term(_ s: Int, _ c: Int, _ slot: Int) -> Float {
             let o = (s * channels + c) * plane
             if slot == 0 { return horizontalSum(dy + o, count: plane) }
             let m = meanCopy[c], mv = Vec16(repeating: m)
             return laneSum(count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
         }
-        try reduceChunkSums(pass, perChannel: 2, segments: ["Σdy", "Σdy·(x−mean)"], term)
+        try reduceChunkSums(pass, perChannel: 2, segments: statisticsSegments[2], term)
         // Parameter gradients: each chunk's Σdy·x̂ and Σdy, reduced later with all gradients.
         for chunk in 0..<pass.chunkCount {
             let grads = pass.gradients(ofChunk: chunk), row = chunk * 2 * channels

@@ -17,7 +17,7 @@ struct SwiftCNNTrain: ParsableCommand {
         failing rank's code.
         """,
         version: "0.1.0",
-        subcommands: [Train.self, Evaluate.self, Inspect.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, Inspect.self, Export.self, Plot.self],
         defaultSubcommand: nil
     )
 }

@@ -98,6 +98,9 @@ struct Train: ParsableCommand {
     @Option(help: "Append JSON lines of metrics (per logged step and per epoch) to this file.")
     var metrics: String?
 
+    @Option(help: "Seconds a rank may wait in one MPI collective for the others before it ends with an error naming the step, so that a lost host or a cut link stops the job instead of hanging it (0: wait forever). Must exceed the longest legitimate wait, such as rank 0 writing a checkpoint.")
+    var collectiveTimeout: Double = 120
+
     func validate() throws {
         guard InitScheme(rawValue: `init`) != nil else {
             throw ValidationError("--init must be one of default, xavier, he (got '\(`init`)')")
@@ -111,6 +114,9 @@ struct Train: ParsableCommand {
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir DIR") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be 0 or more") }
         if keep < 1 { throw ValidationError("--keep must be at least 1") }
+        if !(collectiveTimeout >= 0) || !collectiveTimeout.isFinite {
+            throw ValidationError("--collective-timeout must be a number of seconds, or 0 to wait forever (got \(collectiveTimeout))")
+        }
     }
 
     var options: TrainingOptions {
@@ -139,6 +145,9 @@ struct Train: ParsableCommand {
             let options = self.options
             let communicator = Job.communicator
             try options.validate(ranks: communicator.size)
+            if communicator.size > 1 && collectiveTimeout > 0 {
+                CollectiveWatchdog.install(timeout: collectiveTimeout, rank: communicator.rank)
+            }
             let spec = try ModelSpec(modelOptions.model)
             let store = checkpointDir.map { CheckpointStore(directory: $0, keep: keep) }
             if Job.isRoot { try store?.prepare() }

@@ -158,3 +158,15 @@ public final class LayerHarness {
         return (y, dx, Array(gradients.prefix(p)))
     }
 }
+
+/// A checkpoint's parameters and buffers by tensor name (momentum left out), after the full
+/// verification `loadCheckpoint` does: for tests of what a command wrote from a checkpoint.
+public func checkpointState(path: String) throws -> (step: Int, tensors: [String: (shape: [Int], values: [Float])]) {
+    let (checkpoint, network) = try loadCheckpoint(path: path)
+    var tensors: [String: (shape: [Int], values: [Float])] = [:]
+    for tensor in network.layout.tensors {
+        let source = tensor.kind == .parameter ? checkpoint.parameters : checkpoint.buffers
+        tensors[tensor.name] = (tensor.shape, Array(source[tensor.range]))
+    }
+    return (checkpoint.manifest.step, tensors)
+}
