@@ -6,8 +6,8 @@ import Foundation
 /// A lost host or a cut link leaves every surviving rank blocked in `MPI_Allreduce` for as
 /// long as TCP takes to give up on the peer — many minutes — while Open MPI's launcher may no
 /// longer reach those ranks to stop them. So each rank watches itself: `MPICommunicator` runs
-/// every MPI call inside `guarding`, and a thread checks a few times per timeout whether the
-/// current call started more than `timeout` seconds ago. If so it prints one line naming the
+/// every MPI call inside `guarding`, and a thread checks ten times per timeout (at most once a
+/// second) whether the current call started more than `timeout` seconds ago. If so it prints one line naming the
 /// step and `_exit(1)`s. It calls no MPI (the library is initialised for the main thread
 /// only, and `MPI_Abort` may itself block on the lost link); the launcher sees a rank leave
 /// without `MPI_Finalize` and stops the ranks it can still reach, and every other rank's own

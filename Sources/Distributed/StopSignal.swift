@@ -10,7 +10,8 @@ public enum StopSignal {
     public static func install() {
         for s in [SIGTERM, SIGINT, SIGUSR1] {
             signal(s) { sig in
-                StopSignal.number = sig
+                // The first signal names the stop (a batch shell may forward USR1 after TERM).
+                if StopSignal.received == 0 { StopSignal.number = sig }
                 StopSignal.received = 1
             }
         }

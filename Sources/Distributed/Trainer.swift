@@ -124,9 +124,9 @@ public final class Trainer {
         let input = activations.input, sampleSize = train.sampleSize, labels = labels, chunkGradients = chunkGradients
         let parameterCount = network.parameterCount
         pass.forEachChunk { first, count, chunk, _ in
-            let indices = order[(batchStart + first)..<(batchStart + first + count)].lazy.map { Int($0) }
+            let indices = order[(batchStart + first)..<(batchStart + first + count)]
             train.scale(indices, into: input + first * sampleSize)
-            for (k, i) in indices.enumerated() { labels[first + k] = train.labels[i] }
+            for (k, i) in indices.enumerated() { labels[first + k] = train.labels[Int(i)] }
             (chunkGradients.baseAddress! + chunk * parameterCount).update(repeating: 0, count: parameterCount)
         }
         reducer.step = step + 1

@@ -21,16 +21,21 @@ public struct Dataset: Sendable {
     public var count: Int { labels.count }
     public var sampleSize: Int { shape.reduce(1, *) }
 
-    /// Writes samples `indices` as x/255 into `destination` (one sample after another).
-    public func scale(_ indices: some Collection<Int>, into destination: UnsafeMutablePointer<Float>) {
+    /// Writes samples `indices` (in that order) as x/255 into `destination`, one after another.
+    public func scale(_ indices: ArraySlice<Int32>, into destination: UnsafeMutablePointer<Float>) {
+        for (k, i) in indices.enumerated() { scaleSample(Int(i), into: destination + k * sampleSize) }
+    }
+
+    /// Writes samples `range` as x/255 into `destination`, one after another.
+    public func scale(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
+        for (k, i) in range.enumerated() { scaleSample(i, into: destination + k * sampleSize) }
+    }
+
+    @inline(__always) func scaleSample(_ i: Int, into out: UnsafeMutablePointer<Float>) {
         let size = sampleSize
         pixels.withUnsafeBufferPointer { p in
-            var out = destination
-            for i in indices {
-                let src = p.baseAddress! + i * size
-                for j in 0..<size { out[j] = Float(src[j]) / 255 }
-                out += size
-            }
+            let src = p.baseAddress! + i * size
+            for j in 0..<size { out[j] = Float(src[j]) / 255 }
         }
     }
 }

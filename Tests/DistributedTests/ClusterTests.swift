@@ -9,6 +9,8 @@ import XCTest
 enum Cluster {
     static let common = ["train", "--model", "seed-cnn-bn", "--data", "synthetic:960:96", "--batch-size", "48",
                          "--chunk-size", "8", "--seed", "3"]
+    /// What the job scripts take: the trainer's arguments after `train`.
+    static func jobArguments(_ arguments: [String]) -> [String] { Array(arguments.dropFirst()) }
 
     static func script(_ path: String) -> String { TestSupport.packageRoot.appendingPathComponent(path).path }
 
@@ -97,7 +99,7 @@ final class SlurmTests: XCTestCase {
     /// Submits `script` with `tasks` tasks in `directory` and returns the job id.
     func submit(_ script: String, tasks: Int, _ arguments: [String], in directory: String) throws -> String {
         let result = try runCommand("/usr/bin/sbatch", ["--parsable", "-n", "\(tasks)", "-D", directory,
-                                                        Cluster.script("cluster/\(script)")] + arguments,
+                                                        Cluster.script("cluster/\(script)")] + Cluster.jobArguments(arguments),
                                     timeout: 60, environment: Self.environment)
         guard result.status == 0, let id = result.stdout.split(separator: ";").first?.trimmingCharacters(in: .whitespacesAndNewlines),
               !id.isEmpty else { throw ClusterTestError("sbatch failed: \(result.stderr)") }
@@ -115,12 +117,15 @@ final class SlurmTests: XCTestCase {
         return fields
     }
 
-    /// Waits for job `id` to leave the queue (finished, failed or cancelled); returns its final state.
+    /// True once job `id` has left the queue (finished, failed or cancelled).
+    func hasEnded(_ id: String) -> Bool {
+        let queued = Cluster.capture("/usr/bin/squeue", ["-h", "-j", id, "-o", "%T"], environment: Self.environment)
+        return queued.status == 0 && queued.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+    }
+
+    /// Waits for job `id` to leave the queue; returns its final state.
     func waitForJob(_ id: String, timeout: Double) -> String? {
-        let done = Cluster.wait(upTo: timeout) {
-            let queued = Cluster.capture("/usr/bin/squeue", ["-h", "-j", id, "-o", "%T"], environment: Self.environment)
-            return queued.status == 0 && queued.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
-        }
+        let done = Cluster.wait(upTo: timeout) { hasEnded(id) }
         if !done { _ = Cluster.capture("/usr/bin/scancel", [id], environment: Self.environment) }
         return done ? job(id)["JobState"] : nil
     }
@@ -171,7 +176,10 @@ final class SlurmTests: XCTestCase {
         let directory = TestSupport.temporaryDirectory("requeue")
         let metrics = directory + "/metrics.jsonl"
         let id = try submit("train.sbatch", tasks: 2, arguments + ["--metrics", metrics], in: directory)
-        XCTAssertTrue(Cluster.wait(upTo: 120) { Cluster.metricsLines(metrics) >= 2 }, "training did not start: \(output(of: id, in: directory))")
+        Cluster.wait(upTo: 120) { Cluster.metricsLines(metrics) >= 2 || hasEnded(id) }
+        guard Cluster.metricsLines(metrics) >= 2, !hasEnded(id) else {
+            return XCTFail("the job was not training when it should be requeued: \(output(of: id, in: directory))")
+        }
         let requeue = Cluster.capture("/usr/bin/scontrol", ["requeue", id], environment: Self.environment)
         XCTAssertEqual(requeue.status, 0, "scontrol requeue failed")
         let state = waitForJob(id, timeout: 300)

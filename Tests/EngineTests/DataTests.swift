@@ -57,7 +57,7 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(splits.train.classes, 7)
         XCTAssertEqual(splits.test.classes, 7, "both splits take the larger class count")
         var scaled = [Float](repeating: 0, count: 30)
-        splits.train.scale([6, 0], into: &scaled)
+        splits.train.scale([6, 0][...], into: &scaled)
         XCTAssertEqual(scaled, (written.train[90..<105] + written.train[0..<15]).map { Float($0) / 255 })
     }
 
