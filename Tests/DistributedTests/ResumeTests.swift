@@ -112,19 +112,23 @@ final class ResumeTests: XCTestCase {
     /// valid checkpoint always loads and resumes to the uninterrupted run's bits.
     func testSIGKILLAtRandomInstantsAlwaysLeavesAResumableCheckpoint() throws {
         let trials = 8
+        // Six epochs (120 steps, a few seconds) so that the kills land mid-run.
+        let run = Self.common.map { $0 == "2" ? "6" : $0 }
+        let reference = try runTrainer(run, timeout: 300)
+        XCTAssertEqual(reference.status, 0, reference.stderr)
         let rng = CounterRNG(seed: 99, stream: "kill-times")
         var killedTrials = 0
         for trial in 0..<trials {
             let dir = TestSupport.temporaryDirectory("kill")
-            let delay = 0.6 + 1.8 * Double(rng.unitFloat(UInt64(trial)))
-            let killed = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--checkpoint-every", "1"], timeout: 120) { process in
+            let delay = 0.4 + 1.6 * Double(rng.unitFloat(UInt64(trial)))
+            let killed = try runTrainer(run + ["--checkpoint-dir", dir, "--checkpoint-every", "1"], timeout: 120) { process in
                 DispatchQueue.global().asyncAfter(deadline: .now() + delay) { kill(process.processIdentifier, SIGKILL) }
             }
             guard killed.signaled else { continue }  // finished before the kill: nothing to test
             killedTrials += 1
-            let resumed = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--resume"], timeout: 300)
+            let resumed = try runTrainer(run + ["--checkpoint-dir", dir, "--resume"], timeout: 300)
             XCTAssertEqual(resumed.status, 0, "trial \(trial) (kill after \(delay) s): \(resumed.stderr)")
-            XCTAssertEqual(resumed.digest, Self.reference, "trial \(trial) (kill after \(delay) s)")
+            XCTAssertEqual(resumed.digest, reference.digest, "trial \(trial) (kill after \(delay) s)")
         }
         print("SIGKILL trials: \(killedTrials) of \(trials) killed mid-run, all resumed to the reference digest")
         XCTAssertGreaterThanOrEqual(killedTrials, trials / 2, "most kills should land mid-run")
