@@ -10,8 +10,7 @@ manifest = json.loads(data[20:20 + manifest_length])
 frame = data[20 + manifest_length:]
 payload = subprocess.run(["zstd", "-d", "-c"], input=frame, capture_output=True, check=True).stdout
 n = len(payload) // 4
-shuffled = payload if not manifest["byteShuffled"] else payload
-# The stored payload is shuffled; rebuild the plain float order to compress it as is.
+# swift-cnn-train stores the payload byte-shuffled; rebuild the plain float order to compress it as is.
 plain = bytearray(len(payload))
 for k in range(4):
     plain[k::4] = payload[k * n:(k + 1) * n]
