@@ -31,11 +31,7 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try Job.run {
             let (checkpoint, network) = try loadCheckpoint(path: self.checkpoint)
-            let splits = try DataSplits.load(data, seed: checkpoint.manifest.seed)
-            let dataset = split == "test" ? splits.test : splits.train
-            guard dataset.shape == network.inputShape, dataset.classes <= network.classes else {
-                throw EngineError.invalidData("the data (\(dataset.shape), \(dataset.classes) classes) does not fit the checkpoint's model (\(network.inputShape), \(network.classes) classes)")
-            }
+            let dataset = try loadSplit(split, of: data, for: network, seed: checkpoint.manifest.seed)
             var parameters = checkpoint.parameters, buffers = checkpoint.buffers + [0]
             let communicator = Job.communicator
             let m = checkpoint.manifest
@@ -59,4 +55,14 @@ struct Evaluate: ParsableCommand {
 
 extension String {
     func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}
+
+/// The `split` ("test" or "train") of the data at `location`, checked to fit a checkpoint's model.
+func loadSplit(_ split: String, of location: String, for network: Network, seed: UInt64) throws -> Dataset {
+    let splits = try DataSplits.load(location, seed: seed)
+    let dataset = split == "test" ? splits.test : splits.train
+    guard dataset.shape == network.inputShape, dataset.classes <= network.classes else {
+        throw EngineError.invalidData("the data (\(dataset.shape), \(dataset.classes) classes) does not fit the checkpoint's model (\(network.inputShape), \(network.classes) classes)")
+    }
+    return dataset
 }

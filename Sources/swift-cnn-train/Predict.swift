@@ -74,11 +74,7 @@ struct Predict: ParsableCommand {
                 csv += ([first] + best.flatMap { [String($0.label), String(Float($0.probability))] }).joined(separator: ",") + "\n"
             }
             if image.isEmpty {
-                let splits = try DataSplits.load(data, seed: checkpoint.manifest.seed)
-                let dataset = split == "test" ? splits.test : splits.train
-                guard dataset.shape == network.inputShape, dataset.classes <= network.classes else {
-                    throw EngineError.invalidData("the data (\(dataset.shape), \(dataset.classes) classes) does not fit the checkpoint's model (\(network.inputShape), \(network.classes) classes)")
-                }
+                let dataset = try loadSplit(split, of: data, for: network, seed: checkpoint.manifest.seed)
                 try predictor.predict(count: min(limit ?? dataset.count, dataset.count),
                                       fill: { dataset.scale($0, into: $1) },
                                       each: { row(String($0), $1) })

@@ -70,13 +70,7 @@ final class ResumeTests: XCTestCase {
         let metrics = dir + "/metrics.jsonl"
         let signalTime = Atomic()
         let stopped = try runTrainer(run + ["--checkpoint-dir", dir, "--metrics", metrics], ranks: 2, timeout: 120) { process in
-            DispatchQueue.global().async {
-                let start = Date()
-                while ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 2,
-                      Date().timeIntervalSince(start) < 60 { usleep(50_000) }
-                signalTime.set(Date().timeIntervalSince(start))
-                kill(process.processIdentifier, SIGTERM)
-            }
+            signalOnceTraining(process, SIGTERM, metrics: metrics) { signalTime.set($0) }
         }
         // mpirun exits non-zero after forwarding SIGTERM even when every rank exits 0 (design §4),
         // so the status is not checked; the time, the message and the checkpoint are.
@@ -96,12 +90,7 @@ final class ResumeTests: XCTestCase {
         let metrics = dir + "/metrics.jsonl"
         let stopped = try runTrainer(Self.common.map { $0 == "2" ? "40" : $0 } + ["--checkpoint-dir", dir, "--metrics", metrics],
                                      timeout: 120) { process in
-            DispatchQueue.global().async {
-                let start = Date()
-                while ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 2,
-                      Date().timeIntervalSince(start) < 60 { usleep(50_000) }
-                kill(process.processIdentifier, SIGINT)
-            }
+            signalOnceTraining(process, SIGINT, metrics: metrics)
         }
         XCTAssertEqual(stopped.status, 0, stopped.stderr)
         XCTAssertTrue(stopped.stdout.contains("stopped by SIGINT"), stopped.stdout)
@@ -132,6 +121,19 @@ final class ResumeTests: XCTestCase {
         }
         print("SIGKILL trials: \(killedTrials) of \(trials) killed mid-run, all resumed to the reference digest")
         XCTAssertGreaterThanOrEqual(killedTrials, trials / 2, "most kills should land mid-run")
+    }
+}
+
+/// Sends `signal` to `process` from another thread once its metrics file shows a logged step
+/// (training is under way), or after 60 s; `sent` gets the seconds waited.
+func signalOnceTraining(_ process: Process, _ signal: Int32, metrics: String, sent: @escaping @Sendable (Double) -> Void = { _ in }) {
+    let pid = process.processIdentifier
+    DispatchQueue.global().async {
+        let start = Date()
+        while ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 2,
+              Date().timeIntervalSince(start) < 60 { usleep(50_000) }
+        sent(Date().timeIntervalSince(start))
+        kill(pid, signal)
     }
 }
 
