@@ -52,6 +52,12 @@ let package = Package(
             dependencies: ["Engine", "DistributedTraining"],
             swiftSettings: hotSettings
         ),
+        // Per-layer forward and backward times (scripts/bench-layers).
+        .executableTarget(
+            name: "bench-layers",
+            dependencies: ["Engine", "DistributedTraining"],
+            swiftSettings: hotSettings
+        ),
         .target(
             name: "TestSupport",
             dependencies: ["Engine", "DistributedTraining"],

@@ -15,10 +15,11 @@ public typealias Vec16 = SIMD16<Float>
 /// p = 0, 1, …, k−1 in that order, started from C[i, j] or +0. Blocking over rows and columns
 /// and the vector width decide only which elements are computed together, never the order
 /// within an element, so the bits do not depend on the shapes around it, on the CPU's vector
-/// width, or on how the caller splits the work. The scalar tail uses the same fused operation.
+/// width, or on how the caller splits the work.
 ///
 /// A is addressed with arbitrary strides (so a transposed A costs nothing); B's rows must be
 /// contiguous (`B[p, j] = b[p * ldb + j]`): callers transpose B into a workspace when needed.
+/// The last column block may read past the end of a row of B, never past B's last element.
 public func gemm(m: Int, n: Int, k: Int,
                  a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
                  b: UnsafePointer<Float>, ldb: Int,
@@ -43,25 +44,39 @@ public func gemm(m: Int, n: Int, k: Int,
         }
         j += 32
     }
-    while j + 16 <= n {
-        for i in 0..<m {
-            kernel1x16(k: k, a: a + i * aRowStride, aColStride: aColStride,
+    // The last columns, 16 at a time; a block of fewer than 16 computes garbage in its spare
+    // lanes and stores only the valid ones. Each valid lane is still its element's own chain.
+    while j < n {
+        let columns = min(16, n - j)
+        // Rows p < fullRows can load 16 lanes without reading past B's last element.
+        let excess = j + 16 - n
+        let fullRows = excess <= 0 ? k : max(0, k - (excess + ldb - 1) / ldb)
+        var i = 0
+        while i + 8 <= m {
+            kernel8x16(k: k, fullRows: fullRows, columns: columns, a: a + i * aRowStride, aRowStride: aRowStride,
+                       aColStride: aColStride, b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+            i += 8
+        }
+        while i < m {
+            kernel1x16(k: k, fullRows: fullRows, columns: columns, a: a + i * aRowStride, aColStride: aColStride,
                        b: b + j, ldb: ldb, c: c + i * ldc + j, accumulate: accumulate)
+            i += 1
         }
         j += 16
     }
-    if j < n {
-        for i in 0..<m {
-            let aRow = a + i * aRowStride
-            for jj in j..<n {
-                var acc: Float = accumulate ? c[i * ldc + jj] : 0
-                for p in 0..<k {
-                    acc = acc.addingProduct(aRow[p * aColStride], b[p * ldb + jj])
-                }
-                c[i * ldc + jj] = acc
-            }
-        }
-    }
+}
+
+/// The first `count` floats at `p` in lanes 0..<count, zeros after.
+@inline(__always) func loadPartial(_ p: UnsafePointer<Float>, count: Int) -> Vec16 {
+    if count == 16 { return load16(p) }
+    var v = Vec16()
+    for t in 0..<count { v[t] = p[t] }
+    return v
+}
+
+@inline(__always) func storePartial(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, count: Int) {
+    if count == 16 { return store16(v, p) }
+    for t in 0..<count { p[t] = v[t] }
 }
 
 /// 8 rows × 32 columns: 16 accumulators of 16 lanes, the register file of AVX-512.
@@ -162,15 +177,50 @@ private func kernel1x32(k: Int, a: UnsafePointer<Float>, aColStride: Int,
     store16(c0, c); store16(c1, c + 16)
 }
 
+/// Up to 16 columns of one row; rows of B from `fullRows` on are loaded lane by lane.
 @inline(__always)
-private func kernel1x16(k: Int, a: UnsafePointer<Float>, aColStride: Int,
+private func kernel1x16(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Float>, aColStride: Int,
                         b: UnsafePointer<Float>, ldb: Int,
                         c: UnsafeMutablePointer<Float>, accumulate: Bool) {
-    var c0 = accumulate ? load16(c) : Vec16()
-    for p in 0..<k {
+    var c0 = accumulate ? loadPartial(c, count: columns) : Vec16()
+    for p in 0..<fullRows {
         c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), load16(b + p * ldb))
     }
-    store16(c0, c)
+    for p in fullRows..<k {
+        c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), loadPartial(b + p * ldb, count: columns))
+    }
+    storePartial(c0, c, count: columns)
+}
+
+/// 8 rows × up to 16 columns (see `kernel1x16`).
+@inline(__always)
+private func kernel8x16(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Float>, aRowStride: Int,
+                        aColStride: Int, b: UnsafePointer<Float>, ldb: Int,
+                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    var acc = (Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16())
+    if accumulate {
+        acc = (loadPartial(c, count: columns), loadPartial(c + ldc, count: columns),
+               loadPartial(c + 2 * ldc, count: columns), loadPartial(c + 3 * ldc, count: columns),
+               loadPartial(c + 4 * ldc, count: columns), loadPartial(c + 5 * ldc, count: columns),
+               loadPartial(c + 6 * ldc, count: columns), loadPartial(c + 7 * ldc, count: columns))
+    }
+    @inline(__always) func step(_ p: Int, _ bv: Vec16) {
+        let off = p * aColStride
+        acc.0 = acc.0.addingProduct(Vec16(repeating: a[off]), bv)
+        acc.1 = acc.1.addingProduct(Vec16(repeating: a[aRowStride + off]), bv)
+        acc.2 = acc.2.addingProduct(Vec16(repeating: a[2 * aRowStride + off]), bv)
+        acc.3 = acc.3.addingProduct(Vec16(repeating: a[3 * aRowStride + off]), bv)
+        acc.4 = acc.4.addingProduct(Vec16(repeating: a[4 * aRowStride + off]), bv)
+        acc.5 = acc.5.addingProduct(Vec16(repeating: a[5 * aRowStride + off]), bv)
+        acc.6 = acc.6.addingProduct(Vec16(repeating: a[6 * aRowStride + off]), bv)
+        acc.7 = acc.7.addingProduct(Vec16(repeating: a[7 * aRowStride + off]), bv)
+    }
+    for p in 0..<fullRows { step(p, load16(b + p * ldb)) }
+    for p in fullRows..<k { step(p, loadPartial(b + p * ldb, count: columns)) }
+    storePartial(acc.0, c, count: columns); storePartial(acc.1, c + ldc, count: columns)
+    storePartial(acc.2, c + 2 * ldc, count: columns); storePartial(acc.3, c + 3 * ldc, count: columns)
+    storePartial(acc.4, c + 4 * ldc, count: columns); storePartial(acc.5, c + 5 * ldc, count: columns)
+    storePartial(acc.6, c + 6 * ldc, count: columns); storePartial(acc.7, c + 7 * ldc, count: columns)
 }
 
 /// dst[j, i] = src[i, j] for a rows × cols row-major src.

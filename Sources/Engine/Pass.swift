@@ -1,5 +1,3 @@
-import Dispatch
-
 /// A contiguous slice of the tensors a reduction covers, with the name errors report.
 public struct SumSegment: Sendable {
     public let name: String
@@ -43,31 +41,6 @@ public final class Workspace {
             capacities[slot] = count
         }
         return slots[slot]
-    }
-}
-
-/// Runs a rank's chunks on a fixed number of threads. Each thread takes a contiguous run of
-/// chunks; since a chunk's result does not depend on where it runs, neither do the bits.
-public final class ChunkExecutor {
-    public let threadCount: Int
-    public let workspaces: [Workspace]
-
-    public init(threads: Int) {
-        threadCount = max(1, threads)
-        workspaces = (0..<max(1, threads)).map { _ in Workspace() }
-    }
-
-    public func run(chunks: Int, _ body: (_ chunk: Int, _ workspace: Workspace) -> Void) {
-        let threads = min(threadCount, chunks)
-        if threads <= 1 {
-            for c in 0..<chunks { body(c, workspaces[0]) }
-            return
-        }
-        DispatchQueue.concurrentPerform(iterations: threads) { t in
-            for c in (t * chunks / threads)..<((t + 1) * chunks / threads) {
-                body(c, workspaces[t])
-            }
-        }
     }
 }
 

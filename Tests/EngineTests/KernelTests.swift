@@ -29,8 +29,9 @@ final class KernelTests: XCTestCase {
     }
 
     func checkGemm(m: Int, n: Int, k: Int, transposedA: Bool, accumulate: Bool) {
-        // Padded leading dimensions: gemm must read and write only inside the m×n window.
-        let lda = (transposedA ? m : k) + 3, ldb = n + 5, ldc = n + 7
+        // Padded leading dimensions: gemm must write only inside the m×n window. B is tight
+        // when A is transposed, so that the last column block ends at B's last element.
+        let lda = (transposedA ? m : k) + 3, ldb = n + (transposedA ? 0 : 5), ldc = n + 7
         let a = values(lda * (transposedA ? k : m), "a"), b = values(k * ldb, "b")
         let (aRowStride, aColStride) = transposedA ? (1, lda) : (lda, 1)
         let start = values(m * ldc, "c")

@@ -1,0 +1,128 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a rank's chunks on a fixed number of threads. Each thread takes a contiguous run of
+/// chunks; since a chunk's result does not depend on where it runs, neither do the bits.
+///
+/// The threads persist: the caller is thread 0 and `threads − 1` workers wait for work,
+/// spinning briefly before they sleep, so that a layer's parallel region costs a few atomic
+/// operations rather than a dispatch. Thread t always takes the t-th share, so a chunk's
+/// activations stay in the cache of the core that produced them from one layer to the next.
+public final class ChunkExecutor {
+    public let threadCount: Int
+    public let workspaces: [Workspace]
+    private let team: Team?
+
+    public init(threads: Int) {
+        threadCount = max(1, threads)
+        workspaces = (0..<threadCount).map { _ in Workspace() }
+        team = threadCount > 1 ? Team(workers: threadCount - 1) : nil
+    }
+
+    deinit { team?.stop() }
+
+    public func run(chunks: Int, _ body: (_ chunk: Int, _ workspace: Workspace) -> Void) {
+        let threads = min(threadCount, chunks)
+        guard threads > 1, let team else {
+            for c in 0..<chunks { body(c, workspaces[0]) }
+            return
+        }
+        let workspaces = workspaces
+        withoutActuallyEscaping({ (t: Int) in
+            guard t < threads else { return }
+            for c in (t * chunks / threads)..<((t + 1) * chunks / threads) {
+                body(c, workspaces[t])
+            }
+        }) { share in
+            team.run(share)
+        }
+    }
+}
+
+/// The worker threads of a `ChunkExecutor` and their hand-shake. Workers hold this object,
+/// not the executor, so that the executor's deinit can stop them.
+private final class Team: @unchecked Sendable {
+    /// Bumped once per parallel region; workers wait for it to change.
+    private let generation = Atomic<Int>(0)
+    /// Workers yet to finish the current region.
+    private let remaining = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    private let sleepers: [Sleeper]
+    /// The current region's work, set before `generation` moves and cleared after every
+    /// worker is done with it.
+    private var share: ((Int) -> Void)?
+    /// About 0.1 ms of polling before a worker sleeps: longer than the gap between layers,
+    /// short enough not to steal a core from another process for long.
+    private static let spinLimit = 100_000
+
+    final class Sleeper: @unchecked Sendable {
+        let asleep = Atomic<Bool>(false)
+        let semaphore = DispatchSemaphore(value: 0)
+    }
+
+    init(workers: Int) {
+        sleepers = (0..<workers).map { _ in Sleeper() }
+        for worker in 1...workers {
+            let thread = Thread { [self] in work(as: worker) }
+            thread.name = "chunk-worker-\(worker)"
+            thread.start()
+        }
+    }
+
+    /// Runs `share(t)` for every thread t (the caller is 0) and returns when all are done.
+    func run(_ share: @escaping (Int) -> Void) {
+        self.share = share
+        remaining.store(sleepers.count, ordering: .relaxed)
+        generation.add(1, ordering: .sequentiallyConsistent)
+        wakeSleepers()
+        share(0)
+        var spins = 0
+        while remaining.load(ordering: .acquiring) != 0 {
+            spins += 1
+            if spins > Team.spinLimit { sched_yield() }
+        }
+        self.share = nil
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        generation.add(1, ordering: .sequentiallyConsistent)
+        wakeSleepers()
+    }
+
+    private func wakeSleepers() {
+        for sleeper in sleepers where sleeper.asleep.exchange(false, ordering: .sequentiallyConsistent) {
+            sleeper.semaphore.signal()
+        }
+    }
+
+    private func work(as worker: Int) {
+        let sleeper = sleepers[worker - 1]
+        var seen = 0
+        while true {
+            var spins = 0
+            while generation.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins < Team.spinLimit { continue }
+                // Announce the sleep, then look once more: a region that started in between
+                // either sees `asleep` and signals, or was seen here (and its signal, if it
+                // was sent, is consumed).
+                sleeper.asleep.store(true, ordering: .sequentiallyConsistent)
+                if generation.load(ordering: .sequentiallyConsistent) != seen {
+                    if !sleeper.asleep.exchange(false, ordering: .sequentiallyConsistent) { sleeper.semaphore.wait() }
+                    break
+                }
+                sleeper.semaphore.wait()
+                spins = 0
+            }
+            seen = generation.load(ordering: .acquiring)
+            if stopping.load(ordering: .acquiring) { return }
+            share!(worker)
+            remaining.subtract(1, ordering: .releasing)
+        }
+    }
+}
