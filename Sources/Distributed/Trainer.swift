@@ -121,13 +121,12 @@ public final class Trainer {
         let order = order(ofEpoch: epoch)
         let batchStart = (step % stepsPerEpoch) * options.batchSize + localChunks.lowerBound * options.chunkSize
         let train = data.train
-        let input = activations.input, sampleSize = train.sampleSize, labels = labels, chunkGradients = chunkGradients
+        let input = activations.input, sampleSize = train.sampleSize, labels = labels
         let parameterCount = network.parameterCount
-        pass.forEachChunk { first, count, chunk, _ in
+        pass.forEachChunk { first, count, _, _ in
             let indices = order[(batchStart + first)..<(batchStart + first + count)]
             train.scale(indices, into: input + first * sampleSize)
             for (k, i) in indices.enumerated() { labels[first + k] = train.labels[Int(i)] }
-            (chunkGradients.baseAddress! + chunk * parameterCount).update(repeating: 0, count: parameterCount)
         }
         reducer.step = step + 1
         CollectiveWatchdog.shared?.activity = "at step \(step + 1)"

@@ -42,27 +42,21 @@ public final class Conv2d: Layer {
     var patchSize: Int { inChannels * kernel * kernel }
     var positions: Int { outHeight * outWidth }
 
-    /// The chunk's samples side by side: every GEMM covers the whole chunk (n = count·Ho·Wo),
-    /// which keeps the micro-kernel busy; each output's chain over (in, ky, kx) is unchanged.
+    /// Per sample: y = W · cols + bias, written in place (`[out, Ho·Wo]` is the sample's
+    /// NCHW output), every output one fixed-order FMA chain over (in, ky, kx) from the bias.
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
-        let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
+        let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
         pass.forEachChunk { first, count, _, workspace in
-            let n = count * positions
-            let cols = workspace.floats(0, count: patch * n)
-            let out = workspace.floats(1, count: outChannels * n)
-            for s in 0..<count {
-                im2col(x + (first + s) * inSize, into: cols + s * positions, rowStride: n)
-            }
-            for o in 0..<outChannels {
-                (out + o * n).update(repeating: bias[o], count: n)
-            }
-            gemm(m: outChannels, n: n, k: patch, a: weight, aRowStride: patch, aColStride: 1,
-                 b: cols, ldb: n, c: out, ldc: n, accumulate: true)
-            for s in 0..<count {
+            let cols = columns(workspace)
+            for s in first..<(first + count) {
+                im2col(x + s * inSize, into: cols)
+                let out = y + s * outSize
                 for o in 0..<outChannels {
-                    (y + (first + s) * outSize + o * positions).update(from: out + o * n + s * positions, count: positions)
+                    (out + o * positions).update(repeating: bias[o], count: positions)
                 }
+                gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
+                     b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
             }
         }
     }
@@ -72,41 +66,39 @@ public final class Conv2d: Layer {
         let weight = pass.parameters + weightOffset
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
         pass.forEachChunk { first, count, chunk, workspace in
-            let n = count * positions
+            let cols = columns(workspace)
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + weightOffset, dBias = grads + biasOffset
-            let cols = workspace.floats(0, count: patch * n)
-            let dOut = workspace.floats(1, count: outChannels * n)
-            for s in 0..<count {
-                let dOutSample = dy + (first + s) * outSize
+            let dyT = workspace.floats(1, count: positions * outChannels)
+            let dWeightT = workspace.floats(2, count: outChannels * patch)
+            dBias.update(repeating: 0, count: outChannels)
+            for s in first..<(first + count) {
+                let dOut = dy + s * outSize
                 for o in 0..<outChannels {
-                    dBias[o] += horizontalSum(dOutSample + o * positions, count: positions)
-                    (dOut + o * n + s * positions).update(from: dOutSample + o * positions, count: positions)
+                    dBias[o] += horizontalSum(dOut + o * positions, count: positions)
+                }
+                im2col(x + s * inSize, into: cols)
+                // dW[o, k] = Σ over (sample, position) of dy·cols, one chain in that order (each
+                // sample's gemm continues the chains), computed as dWᵀ = cols · dyᵀ: n = out
+                // channels keeps the vector lanes full even for conv1's 9 weights per filter.
+                transpose(dOut, rows: outChannels, cols: positions, into: dyT)
+                gemm(m: patch, n: outChannels, k: positions, a: cols, aRowStride: positions, aColStride: 1,
+                     b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
+                if let dx {
+                    // dcols = Wᵀ · dy, then scattered back onto the input (col2im).
+                    let dCols = workspace.floats(3, count: patch * positions)
+                    gemm(m: patch, n: positions, k: outChannels, a: weight, aRowStride: 1, aColStride: patch,
+                         b: dOut, ldb: positions, c: dCols, ldc: positions, accumulate: false)
+                    col2im(dCols, into: dx + s * inSize)
                 }
             }
-            // dW[o, k] = Σ over (sample, position) of dy·cols, one chain in that order, computed
-            // as dWᵀ = cols · dyᵀ: n = out channels keeps the vector lanes full even for
-            // conv1's 9 weights per filter, and cols come from the fast row-wise im2col.
-            let dOutT = workspace.floats(2, count: outChannels * n)
-            let dWeightT = workspace.floats(3, count: outChannels * patch)
-            for s in 0..<count {
-                im2col(x + (first + s) * inSize, into: cols + s * positions, rowStride: n)
-                transpose(dy + (first + s) * outSize, rows: outChannels, cols: positions,
-                          into: dOutT + s * positions * outChannels)
-            }
-            transpose(dWeight, rows: outChannels, cols: patch, into: dWeightT)
-            gemm(m: patch, n: outChannels, k: n, a: cols, aRowStride: n, aColStride: 1,
-                 b: dOutT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: true)
             transpose(dWeightT, rows: patch, cols: outChannels, into: dWeight)
-            if let dx {
-                // dcols = Wᵀ · dy, then scattered back onto each input (col2im).
-                gemm(m: patch, n: n, k: outChannels, a: weight, aRowStride: 1, aColStride: patch,
-                     b: dOut, ldb: n, c: cols, ldc: n, accumulate: false)
-                for s in 0..<count {
-                    col2im(cols + s * positions, rowStride: n, into: dx + (first + s) * inSize)
-                }
-            }
         }
+    }
+
+    /// A sample's im2col matrix, with room for `im2col`'s 16-lane stores past its last row.
+    private func columns(_ workspace: Workspace) -> UnsafeMutablePointer<Float> {
+        workspace.floats(0, count: patchSize * positions + 16)
     }
 
     /// The output columns ox whose input column ox·stride − pad + kx lies inside the image.
@@ -118,30 +110,38 @@ public final class Conv2d: Layer {
     }
 
     /// cols[(c·k + ky)·k + kx, oy·Wo + ox] = x[c, oy·stride − pad + ky, ox·stride − pad + kx]
-    /// (0 outside), rows `rowStride` apart.
-    func im2col(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>, rowStride: Int) {
+    /// (0 outside).
+    func im2col(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>) {
         var row = 0
         for c in 0..<inChannels {
             let plane = x + c * height * width
             for ky in 0..<kernel {
                 for kx in 0..<kernel {
-                    let dst = cols + row * rowStride
+                    let dst = cols + row * positions
                     let valid = validColumns(kx)
                     for oy in 0..<outHeight {
                         let iy = oy * stride - padding + ky
                         let line = dst + oy * outWidth
                         if iy < 0 || iy >= height || valid.isEmpty {
-                            line.update(repeating: 0, count: outWidth)
+                            for ox in 0..<outWidth { line[ox] = 0 }
                             continue
                         }
-                        line.update(repeating: 0, count: valid.lowerBound)
+                        for ox in 0..<valid.lowerBound { line[ox] = 0 }
                         let src = plane + iy * width - padding + kx
                         if stride == 1 {
-                            (line + valid.lowerBound).update(from: src + valid.lowerBound, count: valid.count)
+                            let from = src + valid.lowerBound, to = line + valid.lowerBound
+                            // A short row in one 16-lane move when the load stays inside the
+                            // sample; the lanes stored past the row belong to the next row (or
+                            // the slack after the matrix) and are overwritten in order.
+                            if valid.count < 16 && from + 16 <= x + inputSize {
+                                store16(load16(from), to)
+                            } else {
+                                copyFloats(from, to: to, count: valid.count)
+                            }
                         } else {
                             for ox in valid { line[ox] = src[ox * stride] }
                         }
-                        (line + valid.upperBound).update(repeating: 0, count: outWidth - valid.upperBound)
+                        for ox in valid.upperBound..<outWidth { line[ox] = 0 }
                     }
                     row += 1
                 }
@@ -150,14 +150,14 @@ public final class Conv2d: Layer {
     }
 
     /// The adjoint of im2col: dx = Σ over patches, added in the fixed (c, ky, kx, oy, ox) order.
-    func col2im(_ cols: UnsafePointer<Float>, rowStride: Int, into dx: UnsafeMutablePointer<Float>) {
+    func col2im(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
         dx.update(repeating: 0, count: inputSize)
         var row = 0
         for c in 0..<inChannels {
             let plane = dx + c * height * width
             for ky in 0..<kernel {
                 for kx in 0..<kernel {
-                    let src = cols + row * rowStride
+                    let src = cols + row * positions
                     let valid = validColumns(kx)
                     for oy in 0..<outHeight {
                         let iy = oy * stride - padding + ky

@@ -8,6 +8,22 @@ public typealias Vec16 = SIMD16<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec16.self)
 }
 
+/// dst[0..<count] = src[0..<count] (not overlapping), 16 lanes at a time and inline: the
+/// rows im2col copies are a few dozen floats, too short to pay for a call to memmove. From
+/// 16 floats on, the last block overlaps the one before instead of a scalar tail.
+@inline(__always) func copyFloats(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+    guard count >= 16 else {
+        for i in 0..<count { dst[i] = src[i] }
+        return
+    }
+    var i = 0
+    while i + 16 < count {
+        store16(load16(src + i), dst + i)
+        i += 16
+    }
+    store16(load16(src + count - 16), dst + count - 16)
+}
+
 /// The one matrix-multiply entry point every layer uses:
 /// `C[i, j] = (accumulate ? C[i, j] : 0) + Σ_{p = 0..<k} A[i, p] · B[p, j]`.
 ///

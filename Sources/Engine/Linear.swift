@@ -47,12 +47,13 @@ public final class Linear: Layer {
             let grads = pass.gradients(ofChunk: chunk)
             let dBias = grads + biasOffset
             let dOut = dy + first * outFeatures
+            dBias.update(repeating: 0, count: outFeatures)
             for s in 0..<count {
                 for o in 0..<outFeatures { dBias[o] += dOut[s * outFeatures + o] }
             }
-            // dW += dyᵀ · x: each element's chain runs over the chunk's samples in order.
+            // dW = dyᵀ · x: each element's chain runs over the chunk's samples in order.
             gemm(m: outFeatures, n: inFeatures, k: count, a: dOut, aRowStride: 1, aColStride: outFeatures,
-                 b: x + first * inFeatures, ldb: inFeatures, c: grads + weightOffset, ldc: inFeatures, accumulate: true)
+                 b: x + first * inFeatures, ldb: inFeatures, c: grads + weightOffset, ldc: inFeatures, accumulate: false)
             if let dx {
                 gemm(m: count, n: inFeatures, k: outFeatures, a: dOut, aRowStride: outFeatures, aColStride: 1,
                      b: weight, ldb: inFeatures, c: dx + first * inFeatures, ldc: inFeatures, accumulate: false)

@@ -127,6 +127,8 @@ public final class BatchNorm2d: Layer {
             let weight = pass.parameters + weightOffset
             pass.forEachChunk { first, count, chunk, _ in
                 let grads = pass.gradients(ofChunk: chunk)
+                (grads + weightOffset).update(repeating: 0, count: channels)
+                (grads + biasOffset).update(repeating: 0, count: channels)
                 for s in first..<(first + count) {
                     for c in 0..<channels {
                         let o = (s * channels + c) * plane
@@ -154,8 +156,8 @@ public final class BatchNorm2d: Layer {
         for chunk in 0..<pass.chunkCount {
             let grads = pass.gradients(ofChunk: chunk), row = chunk * 2 * channels
             for c in 0..<channels {
-                grads[weightOffset + c] += partials[row + channels + c] * invStdCopy[c]
-                grads[biasOffset + c] += partials[row + c]
+                grads[weightOffset + c] = partials[row + channels + c] * invStdCopy[c]
+                grads[biasOffset + c] = partials[row + c]
             }
         }
         guard let dx else { return }

@@ -57,7 +57,8 @@ public final class Pass {
     public let training: Bool
     public let parameters: UnsafeMutablePointer<Float>
     public let buffers: UnsafeMutablePointer<Float>
-    /// `chunkCount` rows of `parameterCount` gradient partials; layers *add* into them.
+    /// `chunkCount` rows of `parameterCount` gradient partials; each layer's backward
+    /// overwrites its parameters' part of every row.
     public let chunkGradients: UnsafeMutablePointer<Float>?
     public let parameterCount: Int
     public let executor: ChunkExecutor
@@ -113,8 +114,9 @@ public struct LayerHyperparameters: Sendable, Equatable {
 
 /// A network layer. Tensors are per-sample contiguous (NCHW for images); `forward` and
 /// `backward` see the whole rank's share of the batch and work chunk by chunk through
-/// `pass.forEachChunk`. `backward` overwrites `dx` (nil for the first layer) and *adds*
-/// parameter gradients into the chunk's partials, as llm.c's backward functions do.
+/// `pass.forEachChunk`. `backward` runs after `forward` on the same input and overwrites
+/// `dx` (nil for the first layer) and its parameters' gradients in every chunk's partials
+/// (so nothing has to clear them between steps).
 public protocol Layer: AnyObject {
     /// PyTorch's name of the module, e.g. "Conv2d(1, 32, kernel_size=3)".
     var description: String { get }

@@ -78,3 +78,28 @@ for (l, layer) in network.layers.enumerated() {
     print(layer.description.padding(toLength: 42, withPad: " ", startingAt: 0), String(format: "%9.3f  %11.3f", f, b))
 }
 print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers only)", total, batch, Double(batch) / total * 1000))
+
+// TEMP gemm shapes
+func gemmRate(_ label: String, m: Int, n: Int, k: Int, aRowStride: Int, aColStride: Int, ldb: Int, accumulate: Bool) {
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: m * k + 64), b = UnsafeMutablePointer<Float>.allocate(capacity: k * ldb + 64)
+    let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n + 64)
+    for i in 0..<(m * k) { a[i] = Float(i % 7) * 0.1 }
+    for i in 0..<(k * ldb) { b[i] = Float(i % 5) * 0.1 }
+    c.initialize(repeating: 0, count: m * n)
+    let reps = max(1, 2_000_000_000 / (2 * m * n * k))
+    let start = now()
+    for _ in 0..<reps {
+        gemm(m: m, n: n, k: k, a: a, aRowStride: aRowStride, aColStride: aColStride, b: b, ldb: ldb, c: c, ldc: n, accumulate: accumulate)
+    }
+    let seconds = now() - start
+    print(label, String(format: "%.1f GFLOP/s", Double(2 * m * n * k * reps) / seconds / 1e9))
+}
+gemmRate("conv2 fwd", m: 64, n: 968, k: 288, aRowStride: 288, aColStride: 1, ldb: 968, accumulate: true)
+gemmRate("conv2 dW", m: 288, n: 64, k: 968, aRowStride: 968, aColStride: 1, ldb: 64, accumulate: true)
+gemmRate("conv2 dx", m: 288, n: 968, k: 64, aRowStride: 1, aColStride: 288, ldb: 968, accumulate: false)
+gemmRate("conv2 fwd 1 sample", m: 64, n: 121, k: 288, aRowStride: 288, aColStride: 1, ldb: 121, accumulate: true)
+gemmRate("conv1 fwd", m: 32, n: 5408, k: 9, aRowStride: 9, aColStride: 1, ldb: 5408, accumulate: true)
+gemmRate("conv1 dW", m: 9, n: 32, k: 5408, aRowStride: 5408, aColStride: 1, ldb: 32, accumulate: true)
+gemmRate("fc1 dW", m: 128, n: 1600, k: 8, aRowStride: 1, aColStride: 128, ldb: 1600, accumulate: true)
+gemmRate("fc1 fwd", m: 8, n: 128, k: 1600, aRowStride: 1600, aColStride: 1, ldb: 128, accumulate: true)
+gemmRate("fc1 dx", m: 8, n: 1600, k: 128, aRowStride: 128, aColStride: 1, ldb: 1600, accumulate: false)
