@@ -3,10 +3,11 @@
 /// Layout NCHW; weight `[out, in, k, k]`, bias `[out]`. Each sample is lowered by im2col to a
 /// `[in·k·k, Ho·Wo]` matrix and multiplied by the weight through `gemm`, so every output is
 /// one fixed-order FMA chain over (in, ky, kx), started from the bias.
-public final class Conv2d: Layer {
+public final class Conv2d: ReLUFusing {
     public let inChannels, outChannels, kernel, stride, padding: Int
     public let height, width, outHeight, outWidth: Int
     let weightOffset, biasOffset: Int
+    public var fusesReLU = false
 
     public init(name: String, inShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 layout: inout ParameterLayout, initScheme: InitScheme) throws {
@@ -57,6 +58,7 @@ public final class Conv2d: Layer {
                 }
                 gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
                      b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
+                if fusesReLU { relu(out, into: out, count: outSize) }
             }
         }
     }
@@ -73,7 +75,13 @@ public final class Conv2d: Layer {
             let dWeightT = workspace.floats(2, count: outChannels * patch)
             dBias.update(repeating: 0, count: outChannels)
             for s in first..<(first + count) {
-                let dOut = dy + s * outSize
+                var dOut = dy + s * outSize
+                if fusesReLU {
+                    // ReLU's backward, on the output it wrote: y > 0 ? dy : 0.
+                    let masked = workspace.floats(4, count: outSize)
+                    reluBackward(dOut, y + s * outSize, into: masked, count: outSize)
+                    dOut = UnsafePointer(masked)
+                }
                 for o in 0..<outChannels {
                     dBias[o] += horizontalSum(dOut + o * positions, count: positions)
                 }
@@ -96,9 +104,9 @@ public final class Conv2d: Layer {
         }
     }
 
-    /// A sample's im2col matrix, with room for `im2col`'s 16-lane stores past its last row.
+    /// A sample's im2col matrix.
     private func columns(_ workspace: Workspace) -> UnsafeMutablePointer<Float> {
-        workspace.floats(0, count: patchSize * positions + 16)
+        workspace.floats(0, count: patchSize * positions)
     }
 
     /// The output columns ox whose input column ox·stride − pad + kx lies inside the image.
@@ -129,15 +137,7 @@ public final class Conv2d: Layer {
                         for ox in 0..<valid.lowerBound { line[ox] = 0 }
                         let src = plane + iy * width - padding + kx
                         if stride == 1 {
-                            let from = src + valid.lowerBound, to = line + valid.lowerBound
-                            // A short row in one 16-lane move when the load stays inside the
-                            // sample; the lanes stored past the row belong to the next row (or
-                            // the slack after the matrix) and are overwritten in order.
-                            if valid.count < 16 && from + 16 <= x + inputSize {
-                                store16(load16(from), to)
-                            } else {
-                                copyFloats(from, to: to, count: valid.count)
-                            }
+                            copyFloats(src + valid.lowerBound, to: line + valid.lowerBound, count: valid.count)
                         } else {
                             for ox in valid { line[ox] = src[ox * stride] }
                         }

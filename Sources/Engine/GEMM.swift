@@ -8,12 +8,28 @@ public typealias Vec16 = SIMD16<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec16.self)
 }
 
-/// dst[0..<count] = src[0..<count] (not overlapping), 16 lanes at a time and inline: the
-/// rows im2col copies are a few dozen floats, too short to pay for a call to memmove. From
-/// 16 floats on, the last block overlaps the one before instead of a scalar tail.
+typealias Vec8 = SIMD8<Float>
+
+@inline(__always) func load8(_ p: UnsafePointer<Float>) -> Vec8 {
+    UnsafeRawPointer(p).loadUnaligned(as: Vec8.self)
+}
+
+@inline(__always) func store8(_ v: Vec8, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec8.self)
+}
+
+/// dst[0..<count] = src[0..<count] (not overlapping), in vectors and inline: the rows im2col
+/// copies are a few dozen floats, too short to pay for a call to memmove. The last block
+/// overlaps the one before instead of a scalar tail.
 @inline(__always) func copyFloats(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
     guard count >= 16 else {
-        for i in 0..<count { dst[i] = src[i] }
+        guard count >= 8 else {
+            for i in 0..<count { dst[i] = src[i] }
+            return
+        }
+        let head = load8(src), tail = load8(src + count - 8)
+        store8(head, dst)
+        store8(tail, dst + count - 8)
         return
     }
     var i = 0

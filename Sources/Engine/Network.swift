@@ -8,6 +8,9 @@ public final class Network {
     public let loss: LossFunction
     /// The range of the flat parameter array each layer owns (empty for layers without parameters).
     public let parameterRanges: [Range<Int>]
+    /// Layers whose work the layer before them does: a ReLU after a `ReLUFusing` layer. Its
+    /// output is the previous layer's output and forward and backward skip it.
+    public let fusedIntoPrevious: [Bool]
 
     public init(spec: ModelSpec, inputShape: [Int], classes: Int, initScheme: InitScheme = .default) throws {
         self.spec = spec
@@ -16,6 +19,7 @@ public final class Network {
         var layout = ParameterLayout()
         var layers: [Layer] = []
         var ranges: [Range<Int>] = []
+        var fused: [Bool] = []
         var shape = inputShape
         var counts: [String: Int] = [:]
         func nextName(_ prefix: String) -> String {
@@ -43,6 +47,7 @@ public final class Network {
                     let flatten = Flatten(inShape: shape)
                     layers.append(flatten)
                     ranges.append(layout.parameterCount..<layout.parameterCount)
+                    fused.append(false)
                     shape = flatten.outputShape
                 }
                 layer = try Linear(name: nextName("fc"), inShape: shape, outFeatures: out ?? classes,
@@ -54,6 +59,12 @@ public final class Network {
                 layer = LogSoftmax(shape: shape)
             }
             let before = ranges.last?.upperBound ?? 0
+            if token == .activation(.relu), let previous = layers.last as? ReLUFusing {
+                previous.fusesReLU = true
+                fused.append(true)
+            } else {
+                fused.append(false)
+            }
             layers.append(layer)
             ranges.append(before..<layout.parameterCount)
             shape = layer.outputShape
@@ -64,6 +75,7 @@ public final class Network {
         }
         self.layers = layers
         parameterRanges = ranges
+        fusedIntoPrevious = fused
         self.layout = layout
         loss = spec.tokens.last == .logSoftmax ? .nll : .crossEntropy
     }
@@ -71,11 +83,15 @@ public final class Network {
     public var parameterCount: Int { layout.parameterCount }
 
     /// Runs every layer forward; `activations.output` then holds the model's outputs.
-    public func forward(_ activations: Activations, _ pass: Pass) throws {
+    /// `layerDone(l)` runs after layer l (a profiler's hook).
+    public func forward(_ activations: Activations, _ pass: Pass, layerDone: ((Int) -> Void)? = nil) throws {
         var input = UnsafePointer(activations.input)
-        for (layer, output) in zip(layers, activations.outputs) {
-            try layer.forward(output, input, pass)
-            input = UnsafePointer(output)
+        for l in layers.indices {
+            if !fusedIntoPrevious[l] {
+                try layers[l].forward(activations.outputs[l], input, pass)
+                input = UnsafePointer(activations.outputs[l])
+            }
+            layerDone?(l)
         }
     }
 
@@ -87,6 +103,10 @@ public final class Network {
         var gradient = activations.outputGradient
         var spare = activations.gradientScratch
         for l in layers.indices.reversed() {
+            if fusedIntoPrevious[l] {
+                try layerDone?(l)
+                continue
+            }
             let input = l == 0 ? activations.input : activations.outputs[l - 1]
             let dx: UnsafeMutablePointer<Float>? = l == 0 ? nil : spare
             try layers[l].backward(dx, gradient, input, activations.outputs[l], pass)
@@ -107,12 +127,18 @@ public final class Activations {
     /// ∂loss/∂(model output); the loss writes it, backward reads it.
     public let outputGradient: UnsafeMutablePointer<Float>
     let gradientScratch: UnsafeMutablePointer<Float>
+    private let fusedIntoPrevious: [Bool]
 
     public init(network: Network, capacity: Int) {
         self.capacity = capacity
         let inputSize = network.inputShape.reduce(1, *)
         input = .allocate(capacity: capacity * inputSize)
-        outputs = network.layers.map { .allocate(capacity: capacity * $0.outputSize) }
+        var outputs: [UnsafeMutablePointer<Float>] = []
+        for (layer, fused) in zip(network.layers, network.fusedIntoPrevious) {
+            outputs.append(fused ? outputs.last! : .allocate(capacity: capacity * layer.outputSize))
+        }
+        self.outputs = outputs
+        fusedIntoPrevious = network.fusedIntoPrevious
         let largest = network.layers.map(\.outputSize).max() ?? 1
         outputGradient = .allocate(capacity: capacity * largest)
         gradientScratch = .allocate(capacity: capacity * largest)
@@ -120,7 +146,7 @@ public final class Activations {
 
     deinit {
         input.deallocate()
-        outputs.forEach { $0.deallocate() }
+        for (output, fused) in zip(outputs, fusedIntoPrevious) where !fused { output.deallocate() }
         outputGradient.deallocate()
         gradientScratch.deallocate()
     }

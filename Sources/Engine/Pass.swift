@@ -131,3 +131,10 @@ extension Layer {
     public var inputSize: Int { inputShape.reduce(1, *) }
     public var outputSize: Int { outputShape.reduce(1, *) }
 }
+
+/// A layer that can apply ReLU to its output as it writes it and mask its output gradient
+/// with it, so that a ReLU after it costs no pass over memory. `Network` sets `fusesReLU`
+/// and skips the ReLU; the bits are those of the two layers apart.
+public protocol ReLUFusing: Layer {
+    var fusesReLU: Bool { get set }
+}

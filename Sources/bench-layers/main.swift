@@ -51,16 +51,15 @@ try initialParameters.withUnsafeMutableBufferPointer { parameters in
             let warmup = 10
             for step in 0..<(warmup + steps) {
                 let timed = step >= warmup
-                var input = UnsafePointer(activations.input)
-                for (l, layer) in network.layers.enumerated() {
-                    let start = now()
-                    try layer.forward(activations.outputs[l], input, pass)
-                    if timed { forwardSeconds[l] += now() - start }
-                    input = UnsafePointer(activations.outputs[l])
+                var previous = now()
+                try network.forward(activations, pass) { done in
+                    let time = now()
+                    if timed { forwardSeconds[done] += time - previous }
+                    previous = time
                 }
                 network.loss.evaluate(outputs: activations.output, labels: labels, classes: 10, pass: pass,
                                       gradient: activations.outputGradient, chunkLoss: &chunkLoss, chunkCorrect: &chunkCorrect)
-                var previous = now()
+                previous = now()
                 try network.backward(activations, pass) { done in
                     let time = now()
                     if timed { backwardSeconds[done] += time - previous }
@@ -75,7 +74,8 @@ print("layer                                      forward ms  backward ms")
 for (l, layer) in network.layers.enumerated() {
     let f = forwardSeconds[l] / Double(steps) * 1000, b = backwardSeconds[l] / Double(steps) * 1000
     total += f + b
-    print(layer.description.padding(toLength: 42, withPad: " ", startingAt: 0), String(format: "%9.3f  %11.3f", f, b))
+    let name = network.fusedIntoPrevious[l] ? "  \(layer.description) (fused)" : layer.description
+    print(name.padding(toLength: 42, withPad: " ", startingAt: 0), String(format: "%9.3f  %11.3f", f, b))
 }
 print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers only)", total, batch, Double(batch) / total * 1000))
 
