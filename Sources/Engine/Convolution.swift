@@ -8,6 +8,9 @@ public final class Conv2d: ReLUFusing {
     public let height, width, outHeight, outWidth: Int
     let weightOffset, biasOffset: Int
     public var fusesReLU = false
+    /// Stride 1: where im2col row (c, ky, kx) starts in the zero-padded input, whose rows
+    /// then serve as the im2col rows in place (see `backward`).
+    private let rowOffsets: UnsafeMutablePointer<Int>?
 
     public init(name: String, inShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 layout: inout ParameterLayout, initScheme: InitScheme) throws {
@@ -33,7 +36,23 @@ public final class Conv2d: ReLUFusing {
         weightOffset = layout.declare("\(name).weight", shape: [outChannels, inChannels, kernel, kernel],
                                       initializer: initScheme.weight(fanIn: fanIn, fanOut: outChannels * kernel * kernel))
         biasOffset = layout.declare("\(name).bias", shape: [outChannels], initializer: initScheme.bias(fanIn: fanIn))
+        if stride == 1 {
+            let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
+            let offsets = UnsafeMutablePointer<Int>.allocate(capacity: fanIn)
+            for c in 0..<inChannels {
+                for ky in 0..<kernel {
+                    for kx in 0..<kernel {
+                        offsets[(c * kernel + ky) * kernel + kx] = (c * paddedHeight + ky) * paddedWidth + kx
+                    }
+                }
+            }
+            rowOffsets = offsets
+        } else {
+            rowOffsets = nil
+        }
     }
+
+    deinit { rowOffsets?.deallocate() }
 
     public var description: String {
         "Conv2d(\(inChannels), \(outChannels), kernel_size=\(kernel), stride=\(stride), padding=\(padding))"
@@ -71,7 +90,7 @@ public final class Conv2d: ReLUFusing {
             let cols = columns(workspace)
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + weightOffset, dBias = grads + biasOffset
-            let dyT = workspace.floats(1, count: positions * outChannels)
+            let dyT = workspace.floats(1, count: max(positions, wideCount) * outChannels)
             let dWeightT = workspace.floats(2, count: outChannels * patch)
             dBias.update(repeating: 0, count: outChannels)
             for s in first..<(first + count) {
@@ -85,13 +104,26 @@ public final class Conv2d: ReLUFusing {
                 for o in 0..<outChannels {
                     dBias[o] += horizontalSum(dOut + o * positions, count: positions)
                 }
-                im2col(x + s * inSize, into: cols)
                 // dW[o, k] = Σ over (sample, position) of dy·cols, one chain in that order (each
                 // sample's gemm continues the chains), computed as dWᵀ = cols · dyᵀ: n = out
                 // channels keeps the vector lanes full even for conv1's 9 weights per filter.
-                transpose(dOut, rows: outChannels, cols: positions, into: dyT)
-                gemm(m: patch, n: outChannels, k: positions, a: cols, aRowStride: positions, aColStride: 1,
-                     b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
+                if let rowOffsets {
+                    // Stride 1 lowers nothing: with positions numbered oy·Wp + ox across the
+                    // padded input's width Wp, im2col row (c, ky, kx) is the padded input read
+                    // from rowOffsets[q] on. The Wp − Wo positions past each output row are
+                    // not outputs; their dy rows are +0, and a +0 term leaves a chain that
+                    // started at +0 unchanged, so the bits are those of the im2col product.
+                    let wide = wideCount
+                    transposeWide(dOut, into: dyT)
+                    gemm(m: patch, n: outChannels, k: wide, a: paddedInput(x + s * inSize, workspace), aRowStride: 0,
+                         aColStride: 1, aRowOffsets: rowOffsets, b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels,
+                         accumulate: s > first)
+                } else {
+                    im2col(x + s * inSize, into: cols)
+                    transpose(dOut, rows: outChannels, cols: positions, into: dyT)
+                    gemm(m: patch, n: outChannels, k: positions, a: cols, aRowStride: positions, aColStride: 1,
+                         b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
+                }
                 if let dx {
                     // dcols = Wᵀ · dy, then scattered back onto the input (col2im).
                     let dCols = workspace.floats(3, count: patch * positions)
@@ -101,6 +133,37 @@ public final class Conv2d: ReLUFusing {
                 }
             }
             transpose(dWeightT, rows: patch, cols: outChannels, into: dWeight)
+        }
+    }
+
+    /// Positions in the stride-1 "wide" numbering oy·Wp + ox, up to the last output.
+    var wideCount: Int { (outHeight - 1) * (width + 2 * padding) + outWidth }
+
+    /// The sample's input with its zero border (the input itself without padding).
+    private func paddedInput(_ x: UnsafePointer<Float>, _ workspace: Workspace) -> UnsafePointer<Float> {
+        guard padding > 0 else { return x }
+        let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
+        let padded = workspace.floats(5, count: inChannels * paddedHeight * paddedWidth)
+        padded.update(repeating: 0, count: inChannels * paddedHeight * paddedWidth)
+        for c in 0..<inChannels {
+            for iy in 0..<height {
+                copyFloats(x + (c * height + iy) * width,
+                           to: padded + (c * paddedHeight + iy + padding) * paddedWidth + padding, count: width)
+            }
+        }
+        return UnsafePointer(padded)
+    }
+
+    /// dyT[oy·Wp + ox, o] = dy[o, oy·Wo + ox], and +0 in the rows ox ≥ Wo between output rows.
+    private func transposeWide(_ dy: UnsafePointer<Float>, into dyT: UnsafeMutablePointer<Float>) {
+        let paddedWidth = width + 2 * padding
+        for oy in 0..<outHeight {
+            transpose(dy + oy * outWidth, rows: outChannels, cols: outWidth, sourceStride: positions,
+                      into: dyT + oy * paddedWidth * outChannels)
+            if oy < outHeight - 1 {
+                (dyT + (oy * paddedWidth + outWidth) * outChannels)
+                    .update(repeating: 0, count: (paddedWidth - outWidth) * outChannels)
+            }
         }
     }
 
@@ -164,7 +227,11 @@ public final class Conv2d: ReLUFusing {
                         if iy < 0 || iy >= height { continue }
                         let line = plane + iy * width - padding + kx
                         let from = src + oy * outWidth
-                        for ox in valid { line[ox * stride] += from[ox] }
+                        if stride == 1 {
+                            addFloats(from + valid.lowerBound, to: line + valid.lowerBound, count: valid.count)
+                        } else {
+                            for ox in valid { line[ox * stride] += from[ox] }
+                        }
                     }
                     row += 1
                 }

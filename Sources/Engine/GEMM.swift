@@ -40,6 +40,23 @@ typealias Vec8 = SIMD8<Float>
     store16(load16(src + count - 16), dst + count - 16)
 }
 
+/// dst[i] += src[i] for i in 0..<count, in vectors and inline (col2im's short rows).
+@inline(__always) func addFloats(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i + 16 <= count {
+        store16(load16(dst + i) + load16(src + i), dst + i)
+        i += 16
+    }
+    if i + 8 <= count {
+        store8(load8(dst + i) + load8(src + i), dst + i)
+        i += 8
+    }
+    while i < count {
+        dst[i] += src[i]
+        i += 1
+    }
+}
+
 /// The one matrix-multiply entry point every layer uses:
 /// `C[i, j] = (accumulate ? C[i, j] : 0) + Σ_{p = 0..<k} A[i, p] · B[p, j]`.
 ///
@@ -49,28 +66,30 @@ typealias Vec8 = SIMD8<Float>
 /// within an element, so the bits do not depend on the shapes around it, on the CPU's vector
 /// width, or on how the caller splits the work.
 ///
-/// A is addressed with arbitrary strides (so a transposed A costs nothing); B's rows must be
+/// A is addressed with arbitrary strides (so a transposed A costs nothing), row i starting at
+/// `a + i·aRowStride`, or at `a + aRowOffsets[i]` when given; B's rows must be
 /// contiguous (`B[p, j] = b[p * ldb + j]`): callers transpose B into a workspace when needed.
 /// The last column block may read past the end of a row of B, never past B's last element.
 public func gemm(m: Int, n: Int, k: Int,
-                 a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
+                 a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int, aRowOffsets: UnsafePointer<Int>? = nil,
                  b: UnsafePointer<Float>, ldb: Int,
                  c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    let a = MatrixRows(base: a, stride: aRowStride, offsets: aRowOffsets)
     var j = 0
     while j + 32 <= n {
         var i = 0
         while i + 8 <= m {
-            kernel8x32(k: k, a: a + i * aRowStride, aRowStride: aRowStride, aColStride: aColStride,
+            kernel8x32(k: k, a: a, row: i, aColStride: aColStride,
                        b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             i += 8
         }
         while i + 4 <= m {
-            kernel4x32(k: k, a: a + i * aRowStride, aRowStride: aRowStride, aColStride: aColStride,
+            kernel4x32(k: k, a: a, row: i, aColStride: aColStride,
                        b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             i += 4
         }
         while i < m {
-            kernel1x32(k: k, a: a + i * aRowStride, aColStride: aColStride,
+            kernel1x32(k: k, a: a[i], aColStride: aColStride,
                        b: b + j, ldb: ldb, c: c + i * ldc + j, accumulate: accumulate)
             i += 1
         }
@@ -85,16 +104,28 @@ public func gemm(m: Int, n: Int, k: Int,
         let fullRows = excess <= 0 ? k : max(0, k - (excess + ldb - 1) / ldb)
         var i = 0
         while i + 8 <= m {
-            kernel8x16(k: k, fullRows: fullRows, columns: columns, a: a + i * aRowStride, aRowStride: aRowStride,
+            kernel8x16(k: k, fullRows: fullRows, columns: columns, a: a, row: i,
                        aColStride: aColStride, b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             i += 8
         }
         while i < m {
-            kernel1x16(k: k, fullRows: fullRows, columns: columns, a: a + i * aRowStride, aColStride: aColStride,
+            kernel1x16(k: k, fullRows: fullRows, columns: columns, a: a[i], aColStride: aColStride,
                        b: b + j, ldb: ldb, c: c + i * ldc + j, accumulate: accumulate)
             i += 1
         }
         j += 16
+    }
+}
+
+/// Where the rows of A start: `stride` apart, or at the given offsets.
+struct MatrixRows {
+    let base: UnsafePointer<Float>
+    let stride: Int
+    let offsets: UnsafePointer<Int>?
+
+    @inline(__always) subscript(_ i: Int) -> UnsafePointer<Float> {
+        if let offsets { return base + offsets[i] }
+        return base + i * stride
     }
 }
 
@@ -113,7 +144,7 @@ public func gemm(m: Int, n: Int, k: Int,
 
 /// 8 rows × 32 columns: 16 accumulators of 16 lanes, the register file of AVX-512.
 @inline(__always)
-private func kernel8x32(k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
+private func kernel8x32(k: Int, a: MatrixRows, row: Int, aColStride: Int,
                         b: UnsafePointer<Float>, ldb: Int,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
@@ -130,8 +161,8 @@ private func kernel8x32(k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColSt
         c60 = load16(c + 6 * ldc); c61 = load16(c + 6 * ldc + 16)
         c70 = load16(c + 7 * ldc); c71 = load16(c + 7 * ldc + 16)
     }
-    let a0 = a, a1 = a + aRowStride, a2 = a + 2 * aRowStride, a3 = a + 3 * aRowStride
-    let a4 = a + 4 * aRowStride, a5 = a + 5 * aRowStride, a6 = a + 6 * aRowStride, a7 = a + 7 * aRowStride
+    let a0 = a[row], a1 = a[row + 1], a2 = a[row + 2], a3 = a[row + 3]
+    let a4 = a[row + 4], a5 = a[row + 5], a6 = a[row + 6], a7 = a[row + 7]
     var bRow = b
     var off = 0
     for _ in 0..<k {
@@ -166,7 +197,7 @@ private func kernel8x32(k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColSt
 }
 
 @inline(__always)
-private func kernel4x32(k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
+private func kernel4x32(k: Int, a: MatrixRows, row: Int, aColStride: Int,
                         b: UnsafePointer<Float>, ldb: Int,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
@@ -177,7 +208,7 @@ private func kernel4x32(k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColSt
         c20 = load16(c + 2 * ldc); c21 = load16(c + 2 * ldc + 16)
         c30 = load16(c + 3 * ldc); c31 = load16(c + 3 * ldc + 16)
     }
-    let a0 = a, a1 = a + aRowStride, a2 = a + 2 * aRowStride, a3 = a + 3 * aRowStride
+    let a0 = a[row], a1 = a[row + 1], a2 = a[row + 2], a3 = a[row + 3]
     for p in 0..<k {
         let bRow = b + p * ldb
         let b0 = load16(bRow), b1 = load16(bRow + 16)
@@ -226,8 +257,8 @@ private func kernel1x16(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Fl
 
 /// 8 rows × up to 16 columns (see `kernel1x16`).
 @inline(__always)
-private func kernel8x16(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Float>, aRowStride: Int,
-                        aColStride: Int, b: UnsafePointer<Float>, ldb: Int,
+private func kernel8x16(k: Int, fullRows: Int, columns: Int, a: MatrixRows, row: Int, aColStride: Int,
+                        b: UnsafePointer<Float>, ldb: Int,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var acc = (Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16())
     if accumulate {
@@ -236,16 +267,18 @@ private func kernel8x16(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Fl
                loadPartial(c + 4 * ldc, count: columns), loadPartial(c + 5 * ldc, count: columns),
                loadPartial(c + 6 * ldc, count: columns), loadPartial(c + 7 * ldc, count: columns))
     }
+    let a0 = a[row], a1 = a[row + 1], a2 = a[row + 2], a3 = a[row + 3]
+    let a4 = a[row + 4], a5 = a[row + 5], a6 = a[row + 6], a7 = a[row + 7]
     @inline(__always) func step(_ p: Int, _ bv: Vec16) {
         let off = p * aColStride
-        acc.0 = acc.0.addingProduct(Vec16(repeating: a[off]), bv)
-        acc.1 = acc.1.addingProduct(Vec16(repeating: a[aRowStride + off]), bv)
-        acc.2 = acc.2.addingProduct(Vec16(repeating: a[2 * aRowStride + off]), bv)
-        acc.3 = acc.3.addingProduct(Vec16(repeating: a[3 * aRowStride + off]), bv)
-        acc.4 = acc.4.addingProduct(Vec16(repeating: a[4 * aRowStride + off]), bv)
-        acc.5 = acc.5.addingProduct(Vec16(repeating: a[5 * aRowStride + off]), bv)
-        acc.6 = acc.6.addingProduct(Vec16(repeating: a[6 * aRowStride + off]), bv)
-        acc.7 = acc.7.addingProduct(Vec16(repeating: a[7 * aRowStride + off]), bv)
+        acc.0 = acc.0.addingProduct(Vec16(repeating: a0[off]), bv)
+        acc.1 = acc.1.addingProduct(Vec16(repeating: a1[off]), bv)
+        acc.2 = acc.2.addingProduct(Vec16(repeating: a2[off]), bv)
+        acc.3 = acc.3.addingProduct(Vec16(repeating: a3[off]), bv)
+        acc.4 = acc.4.addingProduct(Vec16(repeating: a4[off]), bv)
+        acc.5 = acc.5.addingProduct(Vec16(repeating: a5[off]), bv)
+        acc.6 = acc.6.addingProduct(Vec16(repeating: a6[off]), bv)
+        acc.7 = acc.7.addingProduct(Vec16(repeating: a7[off]), bv)
     }
     for p in 0..<fullRows { step(p, load16(b + p * ldb)) }
     for p in fullRows..<k { step(p, loadPartial(b + p * ldb, count: columns)) }
@@ -255,11 +288,14 @@ private func kernel8x16(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Fl
     storePartial(acc.6, c + 6 * ldc, count: columns); storePartial(acc.7, c + 7 * ldc, count: columns)
 }
 
-/// dst[j, i] = src[i, j] for a rows × cols row-major src.
-public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+/// dst[j, i] = src[i, j] for a rows × cols src whose rows are `sourceStride` apart
+/// (default: `cols`, i.e. contiguous).
+public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, sourceStride: Int? = nil,
+                      into dst: UnsafeMutablePointer<Float>) {
+    let stride = sourceStride ?? cols
     for i in 0..<rows {
         for j in 0..<cols {
-            dst[j * rows + i] = src[i * cols + j]
+            dst[j * rows + i] = src[i * stride + j]
         }
     }
 }

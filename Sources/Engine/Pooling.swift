@@ -113,7 +113,13 @@ public final class MaxPool2d: Layer {
             for p in (first * planes)..<((first + count) * planes) {
                 let dPlane = dx + p * inPlane, dOut = dy + p * outPlane, index = indices + p * outPlane
                 dPlane.update(repeating: 0, count: inPlane)
-                for o in 0..<outPlane { dPlane[Int(index[o])] += dOut[o] }
+                if g.stride >= g.kernel {
+                    // Windows do not overlap, so each input gets at most one gradient: store
+                    // 0 + dy (what adding it to the cleared plane gives) without a read.
+                    for o in 0..<outPlane { dPlane[Int(index[o])] = 0 + dOut[o] }
+                } else {
+                    for o in 0..<outPlane { dPlane[Int(index[o])] += dOut[o] }
+                }
             }
         }
     }
