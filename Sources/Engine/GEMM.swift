@@ -76,12 +76,28 @@ public func gemm(m: Int, n: Int, k: Int,
                  c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     let a = MatrixRows(base: a, stride: aRowStride, offsets: aRowOffsets)
     var j = 0
-    while j + 32 <= n {
+    // Blocks of 32 columns, the last of them possibly 17…31 wide in the 8-row kernel.
+    while j + 32 <= n || (n - j > 16 && m >= 8) {
+        let columns = min(32, n - j)
+        // Rows p < fullRows can load all lanes without reading past B's last element.
+        let fullRows = fullLoadRows(j: j, width: 32, n: n, k: k, ldb: ldb)
         var i = 0
         while i + 8 <= m {
-            kernel8x32(k: k, a: a, row: i, aColStride: aColStride,
-                       b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+            if columns == 32 {
+                kernel8x32(FullBlock.self, k: k, fullRows: k, columns: 32, a: a, row: i, aColStride: aColStride,
+                           b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+            } else {
+                kernel8x32(PartialBlock.self, k: k, fullRows: fullRows, columns: columns, a: a, row: i,
+                           aColStride: aColStride, b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc,
+                           accumulate: accumulate)
+            }
             i += 8
+        }
+        if columns < 32 {
+            // The remaining rows take this block 16 columns at a time, below.
+            gemmColumns16(from: j, m: m, n: n, k: k, firstRow: i, a: a, aColStride: aColStride, b: b, ldb: ldb,
+                          c: c, ldc: ldc, accumulate: accumulate)
+            return
         }
         while i + 4 <= m {
             kernel4x32(k: k, a: a, row: i, aColStride: aColStride,
@@ -95,14 +111,29 @@ public func gemm(m: Int, n: Int, k: Int,
         }
         j += 32
     }
-    // The last columns, 16 at a time; a block of fewer than 16 computes garbage in its spare
-    // lanes and stores only the valid ones. Each valid lane is still its element's own chain.
+    gemmColumns16(from: j, m: m, n: n, k: k, firstRow: 0, a: a, aColStride: aColStride, b: b, ldb: ldb,
+                  c: c, ldc: ldc, accumulate: accumulate)
+}
+
+/// Rows p < fullRows of a `width`-column block at j can load all its lanes without reading
+/// past B's last element, at (k − 1)·ldb + n − 1.
+@inline(__always) private func fullLoadRows(j: Int, width: Int, n: Int, k: Int, ldb: Int) -> Int {
+    let excess = j + width - n
+    return excess <= 0 ? k : max(0, k - (excess + ldb - 1) / ldb)
+}
+
+/// Columns j… of rows firstRow… of C, 16 at a time; a block of fewer than 16 computes garbage
+/// in its spare lanes and stores only the valid ones. Each valid lane is still its element's
+/// own chain.
+@inline(__always)
+private func gemmColumns16(from start: Int, m: Int, n: Int, k: Int, firstRow: Int, a: MatrixRows, aColStride: Int,
+                           b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                           accumulate: Bool) {
+    var j = start
     while j < n {
         let columns = min(16, n - j)
-        // Rows p < fullRows can load 16 lanes without reading past B's last element.
-        let excess = j + 16 - n
-        let fullRows = excess <= 0 ? k : max(0, k - (excess + ldb - 1) / ldb)
-        var i = 0
+        let fullRows = fullLoadRows(j: j, width: 16, n: n, k: k, ldb: ldb)
+        var i = firstRow
         while i + 8 <= m {
             kernel8x16(k: k, fullRows: fullRows, columns: columns, a: a, row: i,
                        aColStride: aColStride, b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
@@ -116,6 +147,10 @@ public func gemm(m: Int, n: Int, k: Int,
         j += 16
     }
 }
+
+protocol ColumnBlock { static var partial: Bool { get } }
+enum FullBlock: ColumnBlock { static var partial: Bool { false } }
+enum PartialBlock: ColumnBlock { static var partial: Bool { true } }
 
 /// Where the rows of A start: `stride` apart, or at the given offsets.
 struct MatrixRows {
@@ -142,31 +177,34 @@ struct MatrixRows {
     for t in 0..<count { p[t] = v[t] }
 }
 
-/// 8 rows × 32 columns: 16 accumulators of 16 lanes, the register file of AVX-512.
+/// 8 rows × 32 columns: 16 accumulators of 16 lanes, the register file of AVX-512. With
+/// `columns` < 32 (a last block of 17…31), the second half's spare lanes compute garbage and
+/// are not stored; rows of B from `fullRows` on load that half lane by lane.
+/// `Block` says at compile time whether the block may be partial, so that the full kernel
+/// carries no lane-by-lane code.
 @inline(__always)
-private func kernel8x32(k: Int, a: MatrixRows, row: Int, aColStride: Int,
-                        b: UnsafePointer<Float>, ldb: Int,
-                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+private func kernel8x32<Block: ColumnBlock>(_ block: Block.Type, k: Int, fullRows: Int, columns: Int, a: MatrixRows,
+                                            row: Int, aColStride: Int, b: UnsafePointer<Float>, ldb: Int,
+                                            c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    let second = Block.partial ? columns - 16 : 16
+    let fullRows = Block.partial ? fullRows : k
     var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
     var c20 = Vec16(), c21 = Vec16(), c30 = Vec16(), c31 = Vec16()
     var c40 = Vec16(), c41 = Vec16(), c50 = Vec16(), c51 = Vec16()
     var c60 = Vec16(), c61 = Vec16(), c70 = Vec16(), c71 = Vec16()
     if accumulate {
-        c00 = load16(c); c01 = load16(c + 16)
-        c10 = load16(c + ldc); c11 = load16(c + ldc + 16)
-        c20 = load16(c + 2 * ldc); c21 = load16(c + 2 * ldc + 16)
-        c30 = load16(c + 3 * ldc); c31 = load16(c + 3 * ldc + 16)
-        c40 = load16(c + 4 * ldc); c41 = load16(c + 4 * ldc + 16)
-        c50 = load16(c + 5 * ldc); c51 = load16(c + 5 * ldc + 16)
-        c60 = load16(c + 6 * ldc); c61 = load16(c + 6 * ldc + 16)
-        c70 = load16(c + 7 * ldc); c71 = load16(c + 7 * ldc + 16)
+        c00 = load16(c); c01 = loadPartial(c + 16, count: second)
+        c10 = load16(c + ldc); c11 = loadPartial(c + ldc + 16, count: second)
+        c20 = load16(c + 2 * ldc); c21 = loadPartial(c + 2 * ldc + 16, count: second)
+        c30 = load16(c + 3 * ldc); c31 = loadPartial(c + 3 * ldc + 16, count: second)
+        c40 = load16(c + 4 * ldc); c41 = loadPartial(c + 4 * ldc + 16, count: second)
+        c50 = load16(c + 5 * ldc); c51 = loadPartial(c + 5 * ldc + 16, count: second)
+        c60 = load16(c + 6 * ldc); c61 = loadPartial(c + 6 * ldc + 16, count: second)
+        c70 = load16(c + 7 * ldc); c71 = loadPartial(c + 7 * ldc + 16, count: second)
     }
     let a0 = a[row], a1 = a[row + 1], a2 = a[row + 2], a3 = a[row + 3]
     let a4 = a[row + 4], a5 = a[row + 5], a6 = a[row + 6], a7 = a[row + 7]
-    var bRow = b
-    var off = 0
-    for _ in 0..<k {
-        let b0 = load16(bRow), b1 = load16(bRow + 16)
+    @inline(__always) func step(_ off: Int, _ b0: Vec16, _ b1: Vec16) {
         var x = Vec16(repeating: a0[off])
         c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
         x = Vec16(repeating: a1[off])
@@ -183,17 +221,29 @@ private func kernel8x32(k: Int, a: MatrixRows, row: Int, aColStride: Int,
         c60 = c60.addingProduct(x, b0); c61 = c61.addingProduct(x, b1)
         x = Vec16(repeating: a7[off])
         c70 = c70.addingProduct(x, b0); c71 = c71.addingProduct(x, b1)
+    }
+    var bRow = b
+    var off = 0
+    for _ in 0..<fullRows {
+        step(off, load16(bRow), load16(bRow + 16))
         bRow += ldb
         off += aColStride
     }
-    store16(c00, c); store16(c01, c + 16)
-    store16(c10, c + ldc); store16(c11, c + ldc + 16)
-    store16(c20, c + 2 * ldc); store16(c21, c + 2 * ldc + 16)
-    store16(c30, c + 3 * ldc); store16(c31, c + 3 * ldc + 16)
-    store16(c40, c + 4 * ldc); store16(c41, c + 4 * ldc + 16)
-    store16(c50, c + 5 * ldc); store16(c51, c + 5 * ldc + 16)
-    store16(c60, c + 6 * ldc); store16(c61, c + 6 * ldc + 16)
-    store16(c70, c + 7 * ldc); store16(c71, c + 7 * ldc + 16)
+    if Block.partial {
+        for _ in fullRows..<k {
+            step(off, load16(bRow), loadPartial(bRow + 16, count: second))
+            bRow += ldb
+            off += aColStride
+        }
+    }
+    store16(c00, c); storePartial(c01, c + 16, count: second)
+    store16(c10, c + ldc); storePartial(c11, c + ldc + 16, count: second)
+    store16(c20, c + 2 * ldc); storePartial(c21, c + 2 * ldc + 16, count: second)
+    store16(c30, c + 3 * ldc); storePartial(c31, c + 3 * ldc + 16, count: second)
+    store16(c40, c + 4 * ldc); storePartial(c41, c + 4 * ldc + 16, count: second)
+    store16(c50, c + 5 * ldc); storePartial(c51, c + 5 * ldc + 16, count: second)
+    store16(c60, c + 6 * ldc); storePartial(c61, c + 6 * ldc + 16, count: second)
+    store16(c70, c + 7 * ldc); storePartial(c71, c + 7 * ldc + 16, count: second)
 }
 
 @inline(__always)
