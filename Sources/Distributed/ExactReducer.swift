@@ -24,8 +24,12 @@ public final class ExactReducer: ChunkSumReducer {
     public let communicator: Communicator
     /// The global step whose values are being summed, for `nonFinite` errors (nil: evaluation).
     public var step: Int?
+    /// Threads for the local passes over the partials (each thread takes a slice of every
+    /// segment; the integer sums do not depend on the split).
+    public var executor: ChunkExecutor?
     // Reused across calls, grown to the largest request: no allocation per step.
     private var maxima: [Float] = []
+    private var sliceMaxima: [UInt32] = []
     private var integers: [Int64] = []
 
     public init(communicator: Communicator) {
@@ -35,35 +39,58 @@ public final class ExactReducer: ChunkSumReducer {
     public func sumChunks(_ partials: UnsafePointer<Float>, rows: Int, width: Int,
                           segments: [SumSegment], into result: UnsafeMutablePointer<Float>) throws {
         precondition(rows <= 1 << ExactReducer.headroomBits, "too many chunks for the fixed-point headroom")
+        let slices = executor?.threadCount ?? 1
         if maxima.count < segments.count { maxima = [Float](repeating: 0, count: segments.count) }
-        for (k, segment) in segments.enumerated() {
-            // Non-negative floats order as their bit patterns, and NaN and ±inf have the
-            // largest (all-ones exponent): one integer max finds M and flags non-finite values.
-            var largestBits: UInt32 = 0
-            for r in 0..<rows {
-                let row = partials + r * width
-                for i in segment.range { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
+        if sliceMaxima.count < slices * segments.count { sliceMaxima = [UInt32](repeating: 0, count: slices * segments.count) }
+        if integers.count < width { integers = [Int64](repeating: 0, count: width) }
+        /// Slice t of a segment's range.
+        func slice(_ range: Range<Int>, _ t: Int) -> Range<Int> {
+            (range.lowerBound + t * range.count / slices)..<(range.lowerBound + (t + 1) * range.count / slices)
+        }
+        func forEachSlice(_ body: (Int) -> Void) {
+            if let executor { executor.run(chunks: slices) { t, _ in body(t) } } else { body(0) }
+        }
+        sliceMaxima.withUnsafeMutableBufferPointer { sliceMaxima in
+            forEachSlice { t in
+                for (k, segment) in segments.enumerated() {
+                    // Non-negative floats order as their bit patterns, and NaN and ±inf have the
+                    // largest (all-ones exponent): one integer max finds M and flags non-finite values.
+                    var largestBits: UInt32 = 0
+                    let range = slice(segment.range, t)
+                    for r in 0..<rows {
+                        let row = partials + r * width
+                        for i in range { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
+                    }
+                    sliceMaxima[t * segments.count + k] = largestBits
+                }
             }
-            maxima[k] = largestBits >= 0x7F80_0000 ? .infinity : Float(bitPattern: largestBits)
+            for k in segments.indices {
+                let largestBits = (0..<slices).reduce(UInt32(0)) { max($0, sliceMaxima[$1 * segments.count + k]) }
+                maxima[k] = largestBits >= 0x7F80_0000 ? .infinity : Float(bitPattern: largestBits)
+            }
         }
         try maxima.withUnsafeMutableBufferPointer { try communicator.allreduceMax(UnsafeMutableBufferPointer(rebasing: $0[0..<segments.count])) }
         if let bad = maxima.prefix(segments.count).firstIndex(where: { !$0.isFinite }) {
             throw EngineError.nonFinite("non-finite value (NaN or infinity) in \(segments[bad].name) " + (step.map { "at step \($0)" } ?? "during evaluation"))
         }
-        if integers.count < width { integers = [Int64](repeating: 0, count: width) }
-        integers.withUnsafeMutableBufferPointer { sums in
-            for (k, segment) in segments.enumerated() {
-                let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
-                for i in segment.range { sums[i] = 0 }
-                // round(x·2^s) to Int64 by the magic-number trick, which the compiler vectorises:
-                // adding 1.5·2⁵² leaves round_half_even(x·2^s) in the low mantissa bits, exactly
-                // as `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
-                let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
-                for r in 0..<rows {
-                    let row = partials + r * width
-                    for i in segment.range {
-                        let shifted = Double(row[i]) * scale + magic
-                        sums[i] &+= Int64(bitPattern: shifted.bitPattern) &- magicBits
+        maxima.withUnsafeBufferPointer { maxima in
+            integers.withUnsafeMutableBufferPointer { sums in
+                forEachSlice { t in
+                    for (k, segment) in segments.enumerated() {
+                        let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
+                        let range = slice(segment.range, t)
+                        for i in range { sums[i] = 0 }
+                        // round(x·2^s) to Int64 by the magic-number trick, which the compiler vectorises:
+                        // adding 1.5·2⁵² leaves round_half_even(x·2^s) in the low mantissa bits, exactly
+                        // as `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
+                        let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
+                        for r in 0..<rows {
+                            let row = partials + r * width
+                            for i in range {
+                                let shifted = Double(row[i]) * scale + magic
+                                sums[i] &+= Int64(bitPattern: shifted.bitPattern) &- magicBits
+                            }
+                        }
                     }
                 }
             }

@@ -59,6 +59,7 @@ public final class Trainer {
         self.communicator = communicator
         reducer = ExactReducer(communicator: communicator)
         executor = ChunkExecutor(threads: options.threads)
+        reducer.executor = executor
         let layout = network.layout
         var initialParameters: [Float] = [], initialBuffers: [Float] = []
         layout.initialize(parameters: &initialParameters, buffers: &initialBuffers, seed: options.seed)

@@ -343,6 +343,19 @@ private func kernel8x16(k: Int, fullRows: Int, columns: Int, a: MatrixRows, row:
 public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, sourceStride: Int? = nil,
                       into dst: UnsafeMutablePointer<Float>) {
     let stride = sourceStride ?? cols
+    if rows % 16 == 0 {
+        // Sixteen source rows gathered into one vector: one store per 16 elements instead
+        // of 16 scattered ones.
+        for i0 in Swift.stride(from: 0, to: rows, by: 16) {
+            let block = src + i0 * stride
+            for j in 0..<cols {
+                var v = Vec16()
+                for t in 0..<16 { v[t] = block[t * stride + j] }
+                store16(v, dst + j * rows + i0)
+            }
+        }
+        return
+    }
     // In 16 × 16 tiles, so that the lines a tile touches on both sides stay in L1.
     for i0 in Swift.stride(from: 0, to: rows, by: 16) {
         let i1 = min(rows, i0 + 16)
