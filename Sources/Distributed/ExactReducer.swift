@@ -55,11 +55,20 @@ public final class ExactReducer: ChunkSumReducer {
                 for (k, segment) in segments.enumerated() {
                     // Non-negative floats order as their bit patterns, and NaN and ±inf have the
                     // largest (all-ones exponent): one integer max finds M and flags non-finite values.
-                    var largestBits: UInt32 = 0
                     let range = slice(segment.range, t)
+                    var largest = SIMD16<UInt32>()
+                    var i = range.lowerBound
+                    while i + 16 <= range.upperBound {
+                        for r in 0..<rows {
+                            let bits = UnsafeRawPointer(partials + r * width + i).loadUnaligned(as: SIMD16<UInt32>.self)
+                            largest = pointwiseMax(largest, bits & 0x7FFF_FFFF)
+                        }
+                        i += 16
+                    }
+                    var largestBits = largest.max()
                     for r in 0..<rows {
                         let row = partials + r * width
-                        for i in range { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
+                        for i in i..<range.upperBound { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
                     }
                     sliceMaxima[t * segments.count + k] = largestBits
                 }
@@ -79,15 +88,27 @@ public final class ExactReducer: ChunkSumReducer {
                     for (k, segment) in segments.enumerated() {
                         let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
                         let range = slice(segment.range, t)
-                        for i in range { sums[i] = 0 }
-                        // round(x·2^s) to Int64 by the magic-number trick, which the compiler vectorises:
-                        // adding 1.5·2⁵² leaves round_half_even(x·2^s) in the low mantissa bits, exactly
-                        // as `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
+                        // round(x·2^s) to Int64 by the magic-number trick: adding 1.5·2⁵² leaves
+                        // round_half_even(x·2^s) in the low mantissa bits, exactly as
+                        // `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
+                        // x·2^s is exact, so fusing the multiply and the add changes nothing.
                         let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
-                        for r in 0..<rows {
-                            let row = partials + r * width
-                            for i in range {
-                                let shifted = Double(row[i]) * scale + magic
+                        let scales = SIMD8<Double>(repeating: scale), magics = SIMD8<Double>(repeating: magic)
+                        var i = range.lowerBound
+                        while i + 8 <= range.upperBound {
+                            var sum = SIMD8<Int64>()
+                            for r in 0..<rows {
+                                let x = UnsafeRawPointer(partials + r * width + i).loadUnaligned(as: SIMD8<Float>.self)
+                                let shifted = SIMD8<Double>(x) * scales + magics
+                                sum &+= unsafeBitCast(shifted, to: SIMD8<Int64>.self) &- magicBits
+                            }
+                            UnsafeMutableRawPointer(sums.baseAddress! + i).storeBytes(of: sum, as: SIMD8<Int64>.self)
+                            i += 8
+                        }
+                        for i in i..<range.upperBound {
+                            sums[i] = 0
+                            for r in 0..<rows {
+                                let shifted = Double(partials[r * width + i]) * scale + magic
                                 sums[i] &+= Int64(bitPattern: shifted.bitPattern) &- magicBits
                             }
                         }
