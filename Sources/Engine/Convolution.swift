@@ -1,8 +1,9 @@
 /// 2-D convolution, PyTorch's `nn.Conv2d(in, out, kernel_size, stride, padding)`.
 ///
-/// Layout NCHW; weight `[out, in, k, k]`, bias `[out]`. Each sample is lowered by im2col to a
-/// `[in·k·k, Ho·Wo]` matrix and multiplied by the weight through `gemm`, so every output is
-/// one fixed-order FMA chain over (in, ky, kx), started from the bias.
+/// Layout NCHW; weight `[out, in, k, k]`, bias `[out]`. Each sample's `[in·k·k, Ho·Wo]` im2col
+/// matrix is multiplied by the weight through `gemm`, so every output is one fixed-order FMA
+/// chain over (in, ky, kx), started from the bias. With stride 1 the matrix is never built:
+/// its rows are read in place from the zero-padded input (`gemm`'s row offsets).
 public final class Conv2d: ReLUFusing {
     public let inChannels, outChannels, kernel, stride, padding: Int
     public let height, width, outHeight, outWidth: Int
@@ -68,15 +69,35 @@ public final class Conv2d: ReLUFusing {
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
         let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
         pass.forEachChunk { first, count, _, workspace in
-            let cols = columns(workspace)
             for s in first..<(first + count) {
-                im2col(x + s * inSize, into: cols)
                 let out = y + s * outSize
-                for o in 0..<outChannels {
-                    (out + o * positions).update(repeating: bias[o], count: positions)
+                if let rowOffsets {
+                    // Stride 1 lowers nothing: in the wide numbering (see `backward`) im2col row
+                    // q is the padded input from rowOffsets[q] on, so the product is computed
+                    // over Wp-wide output rows and their first Wo columns copied out.
+                    let wide = wideCount, paddedWidth = width + 2 * padding
+                    let z = workspace.floats(6, count: outChannels * wide)
+                    for o in 0..<outChannels {
+                        (z + o * wide).update(repeating: bias[o], count: wide)
+                    }
+                    gemm(m: outChannels, n: wide, k: patch, a: weight, aRowStride: patch, aColStride: 1,
+                         b: paddedInput(x + s * inSize, workspace), ldb: 0, bRowOffsets: rowOffsets,
+                         c: z, ldc: wide, accumulate: true)
+                    for o in 0..<outChannels {
+                        for oy in 0..<outHeight {
+                            copyFloats(z + o * wide + oy * paddedWidth, to: out + o * positions + oy * outWidth,
+                                       count: outWidth)
+                        }
+                    }
+                } else {
+                    let cols = columns(workspace)
+                    im2col(x + s * inSize, into: cols)
+                    for o in 0..<outChannels {
+                        (out + o * positions).update(repeating: bias[o], count: positions)
+                    }
+                    gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
+                         b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
                 }
-                gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
-                     b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
                 if fusesReLU { relu(out, into: out, count: outSize) }
             }
         }
@@ -139,12 +160,18 @@ public final class Conv2d: ReLUFusing {
     /// Positions in the stride-1 "wide" numbering oy·Wp + ox, up to the last output.
     var wideCount: Int { (outHeight - 1) * (width + 2 * padding) + outWidth }
 
-    /// The sample's input with its zero border (the input itself without padding).
+    /// A copy of the sample's input with its zero border and 32 zeros after it (`gemm` reads
+    /// rows given by offsets up to 31 floats past their end).
     private func paddedInput(_ x: UnsafePointer<Float>, _ workspace: Workspace) -> UnsafePointer<Float> {
-        guard padding > 0 else { return x }
         let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
-        let padded = workspace.floats(5, count: inChannels * paddedHeight * paddedWidth)
-        padded.update(repeating: 0, count: inChannels * paddedHeight * paddedWidth)
+        let size = inChannels * paddedHeight * paddedWidth
+        let padded = workspace.floats(5, count: size + 32)
+        guard padding > 0 else {
+            copyFloats(x, to: padded, count: size)
+            (padded + size).update(repeating: 0, count: 32)
+            return UnsafePointer(padded)
+        }
+        padded.update(repeating: 0, count: size + 32)
         for c in 0..<inChannels {
             for iy in 0..<height {
                 copyFloats(x + (c * height + iy) * width,

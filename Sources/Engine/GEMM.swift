@@ -67,81 +67,117 @@ typealias Vec8 = SIMD8<Float>
 /// width, or on how the caller splits the work.
 ///
 /// A is addressed with arbitrary strides (so a transposed A costs nothing), row i starting at
-/// `a + i·aRowStride`, or at `a + aRowOffsets[i]` when given; B's rows must be
-/// contiguous (`B[p, j] = b[p * ldb + j]`): callers transpose B into a workspace when needed.
-/// The last column block may read past the end of a row of B, never past B's last element.
+/// `a + i·aRowStride`, or at `a + aRowOffsets[i]` when given. B's rows must be contiguous:
+/// `B[p, j] = b[p·ldb + j]` (callers transpose B into a workspace when needed), and the last
+/// column block may then read past the end of a row, never past B's last element; or
+/// `B[p, j] = b[bRowOffsets[p] + j]` when given, and then every row must be readable 31
+/// floats past its n-th.
 public func gemm(m: Int, n: Int, k: Int,
                  a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int, aRowOffsets: UnsafePointer<Int>? = nil,
-                 b: UnsafePointer<Float>, ldb: Int,
+                 b: UnsafePointer<Float>, ldb: Int, bRowOffsets: UnsafePointer<Int>? = nil,
                  c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     let a = MatrixRows(base: a, stride: aRowStride, offsets: aRowOffsets)
+    if let bRowOffsets {
+        gemmBlocks(m: m, n: n, k: k, a: a, aColStride: aColStride, b: OffsetRows(base: b, offsets: bRowOffsets),
+                   c: c, ldc: ldc, accumulate: accumulate)
+    } else {
+        gemmBlocks(m: m, n: n, k: k, a: a, aColStride: aColStride, b: StridedRows(base: b, stride: ldb),
+                   c: c, ldc: ldc, accumulate: accumulate)
+    }
+}
+
+@inline(__always)
+private func gemmBlocks<B: RowSource>(m: Int, n: Int, k: Int, a: MatrixRows, aColStride: Int, b: B,
+                                      c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var j = 0
     // Blocks of 32 columns, the last of them possibly 17…31 wide in the 8-row kernel.
     while j + 32 <= n || (n - j > 16 && m >= 8) {
         let columns = min(32, n - j)
-        // Rows p < fullRows can load all lanes without reading past B's last element.
-        let fullRows = fullLoadRows(j: j, width: 32, n: n, k: k, ldb: ldb)
+        let fullRows = b.fullRows(j: j, width: 32, n: n, k: k)
         var i = 0
         while i + 8 <= m {
             if columns == 32 {
                 kernel8x32(FullBlock.self, k: k, fullRows: k, columns: 32, a: a, row: i, aColStride: aColStride,
-                           b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+                           b: b.shifted(j), c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             } else {
                 kernel8x32(PartialBlock.self, k: k, fullRows: fullRows, columns: columns, a: a, row: i,
-                           aColStride: aColStride, b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc,
+                           aColStride: aColStride, b: b.shifted(j), c: c + i * ldc + j, ldc: ldc,
                            accumulate: accumulate)
             }
             i += 8
         }
         if columns < 32 {
             // The remaining rows take this block 16 columns at a time, below.
-            gemmColumns16(from: j, m: m, n: n, k: k, firstRow: i, a: a, aColStride: aColStride, b: b, ldb: ldb,
+            gemmColumns16(from: j, m: m, n: n, k: k, firstRow: i, a: a, aColStride: aColStride, b: b,
                           c: c, ldc: ldc, accumulate: accumulate)
             return
         }
         while i + 4 <= m {
             kernel4x32(k: k, a: a, row: i, aColStride: aColStride,
-                       b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+                       b: b.shifted(j), c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             i += 4
         }
         while i < m {
             kernel1x32(k: k, a: a[i], aColStride: aColStride,
-                       b: b + j, ldb: ldb, c: c + i * ldc + j, accumulate: accumulate)
+                       b: b.shifted(j), c: c + i * ldc + j, accumulate: accumulate)
             i += 1
         }
         j += 32
     }
-    gemmColumns16(from: j, m: m, n: n, k: k, firstRow: 0, a: a, aColStride: aColStride, b: b, ldb: ldb,
+    gemmColumns16(from: j, m: m, n: n, k: k, firstRow: 0, a: a, aColStride: aColStride, b: b,
                   c: c, ldc: ldc, accumulate: accumulate)
 }
 
-/// Rows p < fullRows of a `width`-column block at j can load all its lanes without reading
-/// past B's last element, at (k − 1)·ldb + n − 1.
-@inline(__always) private func fullLoadRows(j: Int, width: Int, n: Int, k: Int, ldb: Int) -> Int {
-    let excess = j + width - n
-    return excess <= 0 ? k : max(0, k - (excess + ldb - 1) / ldb)
+/// Where the rows of B start; a compile-time choice, so the strided kernels carry no table.
+protocol RowSource {
+    func row(_ p: Int) -> UnsafePointer<Float>
+    /// The same rows, `j` columns on.
+    func shifted(_ j: Int) -> Self
+    /// Rows p < fullRows of the `width`-column block at j may load all its lanes.
+    func fullRows(j: Int, width: Int, n: Int, k: Int) -> Int
+}
+
+struct StridedRows: RowSource {
+    let base: UnsafePointer<Float>
+    let stride: Int
+    @inline(__always) func row(_ p: Int) -> UnsafePointer<Float> { base + p * stride }
+    @inline(__always) func shifted(_ j: Int) -> StridedRows { StridedRows(base: base + j, stride: stride) }
+    /// Not past B's last element, at (k − 1)·stride + n − 1.
+    @inline(__always) func fullRows(j: Int, width: Int, n: Int, k: Int) -> Int {
+        let excess = j + width - n
+        return excess <= 0 ? k : max(0, k - (excess + stride - 1) / stride)
+    }
+}
+
+struct OffsetRows: RowSource {
+    let base: UnsafePointer<Float>
+    let offsets: UnsafePointer<Int>
+    @inline(__always) func row(_ p: Int) -> UnsafePointer<Float> { base + offsets[p] }
+    @inline(__always) func shifted(_ j: Int) -> OffsetRows { OffsetRows(base: base + j, offsets: offsets) }
+    /// The caller guarantees 31 readable floats past every row.
+    @inline(__always) func fullRows(j: Int, width: Int, n: Int, k: Int) -> Int { k }
 }
 
 /// Columns j… of rows firstRow… of C, 16 at a time; a block of fewer than 16 computes garbage
 /// in its spare lanes and stores only the valid ones. Each valid lane is still its element's
 /// own chain.
 @inline(__always)
-private func gemmColumns16(from start: Int, m: Int, n: Int, k: Int, firstRow: Int, a: MatrixRows, aColStride: Int,
-                           b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                           accumulate: Bool) {
+private func gemmColumns16<B: RowSource>(from start: Int, m: Int, n: Int, k: Int, firstRow: Int, a: MatrixRows,
+                                         aColStride: Int, b: B, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                         accumulate: Bool) {
     var j = start
     while j < n {
         let columns = min(16, n - j)
-        let fullRows = fullLoadRows(j: j, width: 16, n: n, k: k, ldb: ldb)
+        let fullRows = b.fullRows(j: j, width: 16, n: n, k: k)
         var i = firstRow
         while i + 8 <= m {
             kernel8x16(k: k, fullRows: fullRows, columns: columns, a: a, row: i,
-                       aColStride: aColStride, b: b + j, ldb: ldb, c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+                       aColStride: aColStride, b: b.shifted(j), c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             i += 8
         }
         while i < m {
             kernel1x16(k: k, fullRows: fullRows, columns: columns, a: a[i], aColStride: aColStride,
-                       b: b + j, ldb: ldb, c: c + i * ldc + j, accumulate: accumulate)
+                       b: b.shifted(j), c: c + i * ldc + j, accumulate: accumulate)
             i += 1
         }
         j += 16
@@ -183,9 +219,9 @@ struct MatrixRows {
 /// `Block` says at compile time whether the block may be partial, so that the full kernel
 /// carries no lane-by-lane code.
 @inline(__always)
-private func kernel8x32<Block: ColumnBlock>(_ block: Block.Type, k: Int, fullRows: Int, columns: Int, a: MatrixRows,
-                                            row: Int, aColStride: Int, b: UnsafePointer<Float>, ldb: Int,
-                                            c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+private func kernel8x32<Block: ColumnBlock, B: RowSource>(_ block: Block.Type, k: Int, fullRows: Int, columns: Int,
+                                                          a: MatrixRows, row: Int, aColStride: Int, b: B,
+                                                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     let second = Block.partial ? columns - 16 : 16
     let fullRows = Block.partial ? fullRows : k
     var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
@@ -222,17 +258,16 @@ private func kernel8x32<Block: ColumnBlock>(_ block: Block.Type, k: Int, fullRow
         x = Vec16(repeating: a7[off])
         c70 = c70.addingProduct(x, b0); c71 = c71.addingProduct(x, b1)
     }
-    var bRow = b
     var off = 0
-    for _ in 0..<fullRows {
+    for p in 0..<fullRows {
+        let bRow = b.row(p)
         step(off, load16(bRow), load16(bRow + 16))
-        bRow += ldb
         off += aColStride
     }
     if Block.partial {
-        for _ in fullRows..<k {
+        for p in fullRows..<k {
+            let bRow = b.row(p)
             step(off, load16(bRow), loadPartial(bRow + 16, count: second))
-            bRow += ldb
             off += aColStride
         }
     }
@@ -247,8 +282,7 @@ private func kernel8x32<Block: ColumnBlock>(_ block: Block.Type, k: Int, fullRow
 }
 
 @inline(__always)
-private func kernel4x32(k: Int, a: MatrixRows, row: Int, aColStride: Int,
-                        b: UnsafePointer<Float>, ldb: Int,
+private func kernel4x32<B: RowSource>(k: Int, a: MatrixRows, row: Int, aColStride: Int, b: B,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
     var c20 = Vec16(), c21 = Vec16(), c30 = Vec16(), c31 = Vec16()
@@ -260,7 +294,7 @@ private func kernel4x32(k: Int, a: MatrixRows, row: Int, aColStride: Int,
     }
     let a0 = a[row], a1 = a[row + 1], a2 = a[row + 2], a3 = a[row + 3]
     for p in 0..<k {
-        let bRow = b + p * ldb
+        let bRow = b.row(p)
         let b0 = load16(bRow), b1 = load16(bRow + 16)
         let off = p * aColStride
         let x0 = Vec16(repeating: a0[off]), x1 = Vec16(repeating: a1[off])
@@ -277,38 +311,37 @@ private func kernel4x32(k: Int, a: MatrixRows, row: Int, aColStride: Int,
 }
 
 @inline(__always)
-private func kernel1x32(k: Int, a: UnsafePointer<Float>, aColStride: Int,
-                        b: UnsafePointer<Float>, ldb: Int,
+private func kernel1x32<B: RowSource>(k: Int, a: UnsafePointer<Float>, aColStride: Int, b: B,
                         c: UnsafeMutablePointer<Float>, accumulate: Bool) {
     var c0 = accumulate ? load16(c) : Vec16()
     var c1 = accumulate ? load16(c + 16) : Vec16()
     for p in 0..<k {
         let x = Vec16(repeating: a[p * aColStride])
-        c0 = c0.addingProduct(x, load16(b + p * ldb))
-        c1 = c1.addingProduct(x, load16(b + p * ldb + 16))
+        c0 = c0.addingProduct(x, load16(b.row(p)))
+        c1 = c1.addingProduct(x, load16(b.row(p) + 16))
     }
     store16(c0, c); store16(c1, c + 16)
 }
 
 /// Up to 16 columns of one row; rows of B from `fullRows` on are loaded lane by lane.
 @inline(__always)
-private func kernel1x16(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Float>, aColStride: Int,
-                        b: UnsafePointer<Float>, ldb: Int,
+private func kernel1x16<B: RowSource>(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Float>, aColStride: Int,
+                                      b: B,
                         c: UnsafeMutablePointer<Float>, accumulate: Bool) {
     var c0 = accumulate ? loadPartial(c, count: columns) : Vec16()
     for p in 0..<fullRows {
-        c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), load16(b + p * ldb))
+        c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), load16(b.row(p)))
     }
     for p in fullRows..<k {
-        c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), loadPartial(b + p * ldb, count: columns))
+        c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), loadPartial(b.row(p), count: columns))
     }
     storePartial(c0, c, count: columns)
 }
 
 /// 8 rows × up to 16 columns (see `kernel1x16`).
 @inline(__always)
-private func kernel8x16(k: Int, fullRows: Int, columns: Int, a: MatrixRows, row: Int, aColStride: Int,
-                        b: UnsafePointer<Float>, ldb: Int,
+private func kernel8x16<B: RowSource>(k: Int, fullRows: Int, columns: Int, a: MatrixRows, row: Int,
+                                      aColStride: Int, b: B,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var acc = (Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16())
     if accumulate {
@@ -330,8 +363,8 @@ private func kernel8x16(k: Int, fullRows: Int, columns: Int, a: MatrixRows, row:
         acc.6 = acc.6.addingProduct(Vec16(repeating: a6[off]), bv)
         acc.7 = acc.7.addingProduct(Vec16(repeating: a7[off]), bv)
     }
-    for p in 0..<fullRows { step(p, load16(b + p * ldb)) }
-    for p in fullRows..<k { step(p, loadPartial(b + p * ldb, count: columns)) }
+    for p in 0..<fullRows { step(p, load16(b.row(p))) }
+    for p in fullRows..<k { step(p, loadPartial(b.row(p), count: columns)) }
     storePartial(acc.0, c, count: columns); storePartial(acc.1, c + ldc, count: columns)
     storePartial(acc.2, c + 2 * ldc, count: columns); storePartial(acc.3, c + 3 * ldc, count: columns)
     storePartial(acc.4, c + 4 * ldc, count: columns); storePartial(acc.5, c + 5 * ldc, count: columns)
