@@ -159,9 +159,14 @@ public final class Trainer {
         counts[0] = chunkCorrect.reduce(0, +)
         counts[1] = StopSignal.requested ? 1 : 0
         try communicator.allreduceSum(&counts)
-        options.optimizer.step(parameters: parameters.baseAddress!, gradients: gradient.baseAddress!,
-                               velocity: velocity.baseAddress!, count: parameterCount,
-                               learningRate: learningRate(atStep: step))
+        // Elementwise, so slicing it over the threads changes no bit.
+        let optimizer = options.optimizer, rate = learningRate(atStep: step), slices = executor.threadCount
+        let p = parameters.baseAddress!, g = gradient.baseAddress!, v = velocity.baseAddress!
+        executor.run(chunks: slices) { t, _ in
+            let start = t * parameterCount / slices, end = (t + 1) * parameterCount / slices
+            optimizer.step(parameters: p + start, gradients: g + start, velocity: v + start,
+                           count: end - start, learningRate: rate)
+        }
         let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
                                 accuracy: Double(counts[0]) / Double(options.batchSize), stopRequested: counts[1] > 0)
         step += 1
