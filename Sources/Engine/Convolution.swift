@@ -9,6 +9,7 @@ public final class Conv2d: ReLUFusing {
     public let height, width, outHeight, outWidth: Int
     let weightOffset, biasOffset: Int
     public var fusesReLU = false
+    public var gradientMasked = false
     /// Stride 1: where im2col row (c, ky, kx) starts in the zero-padded input, whose rows
     /// then serve as the im2col rows in place (see `backward`).
     private let rowOffsets: UnsafeMutablePointer<Int>?
@@ -71,10 +72,11 @@ public final class Conv2d: ReLUFusing {
         pass.forEachChunk { first, count, _, workspace in
             for s in first..<(first + count) {
                 let out = y + s * outSize
-                if let rowOffsets {
+                if let rowOffsets, inChannels > 1 {
                     // Stride 1 lowers nothing: in the wide numbering (see `backward`) im2col row
                     // q is the padded input from rowOffsets[q] on, so the product is computed
-                    // over Wp-wide output rows and their first Wo columns copied out.
+                    // over Wp-wide output rows and their first Wo columns copied out. (With one
+                    // input channel im2col is only k² rows, cheaper than that copy: measured.)
                     let wide = wideCount, paddedWidth = width + 2 * padding
                     let z = workspace.floats(6, count: outChannels * wide)
                     for o in 0..<outChannels {
@@ -86,7 +88,7 @@ public final class Conv2d: ReLUFusing {
                     for o in 0..<outChannels {
                         for oy in 0..<outHeight {
                             copyFloats(z + o * wide + oy * paddedWidth, to: out + o * positions + oy * outWidth,
-                                       count: outWidth)
+                                       count: outWidth, relu: fusesReLU)
                         }
                     }
                 } else {
@@ -97,8 +99,8 @@ public final class Conv2d: ReLUFusing {
                     }
                     gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
                          b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
+                    if fusesReLU { relu(out, into: out, count: outSize) }
                 }
-                if fusesReLU { relu(out, into: out, count: outSize) }
             }
         }
     }
@@ -116,7 +118,7 @@ public final class Conv2d: ReLUFusing {
             dBias.update(repeating: 0, count: outChannels)
             for s in first..<(first + count) {
                 var dOut = dy + s * outSize
-                if fusesReLU {
+                if fusesReLU && !gradientMasked {
                     // ReLU's backward, on the output it wrote: y > 0 ? dy : 0.
                     let masked = workspace.floats(4, count: outSize)
                     reluBackward(dOut, y + s * outSize, into: masked, count: outSize)

@@ -18,26 +18,35 @@ typealias Vec8 = SIMD8<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec8.self)
 }
 
-/// dst[0..<count] = src[0..<count] (not overlapping), in vectors and inline: the rows im2col
-/// copies are a few dozen floats, too short to pay for a call to memmove. The last block
-/// overlaps the one before instead of a scalar tail.
-@inline(__always) func copyFloats(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+/// dst[0..<count] = src[0..<count] (not overlapping), or ReLU of it (x > 0 ? x : 0), in
+/// vectors and inline: the rows im2col and the convolution copy are a few dozen floats, too
+/// short to pay for a call to memmove. The last block overlaps the one before instead of a
+/// scalar tail (it stores the same values again).
+@inline(__always) func copyFloats(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int,
+                                  relu: Bool = false) {
+    @inline(__always) func move16(_ i: Int) {
+        let v = load16(src + i)
+        store16(relu ? v.replacing(with: 0, where: .!(v .> 0)) : v, dst + i)
+    }
+    @inline(__always) func move8(_ i: Int) {
+        let v = load8(src + i)
+        store8(relu ? v.replacing(with: 0, where: .!(v .> 0)) : v, dst + i)
+    }
     guard count >= 16 else {
         guard count >= 8 else {
-            for i in 0..<count { dst[i] = src[i] }
+            for i in 0..<count { dst[i] = relu ? (src[i] > 0 ? src[i] : 0) : src[i] }
             return
         }
-        let head = load8(src), tail = load8(src + count - 8)
-        store8(head, dst)
-        store8(tail, dst + count - 8)
+        move8(0)
+        move8(count - 8)
         return
     }
     var i = 0
     while i + 16 < count {
-        store16(load16(src + i), dst + i)
+        move16(i)
         i += 16
     }
-    store16(load16(src + count - 16), dst + count - 16)
+    move16(count - 16)
 }
 
 /// dst[i] += src[i] for i in 0..<count, in vectors and inline (col2im's short rows).

@@ -73,6 +73,14 @@ public final class Network {
             throw EngineError.invalidModel(
                 "model '\(spec.text)' ends with shape \(shape) but the data has \(classes) classes; end the spec with 'fc'")
         }
+        // A max pool right after a fused ReLU masks the gradient as it scatters it: the only
+        // inputs it gives a gradient are its windows' maxima.
+        for l in layers.indices.dropFirst(2) where fused[l - 1] {
+            if let pool = layers[l] as? MaxPool2d, let producer = layers[l - 2] as? ReLUFusing {
+                pool.masksReLU = true
+                producer.gradientMasked = true
+            }
+        }
         self.layers = layers
         parameterRanges = ranges
         fusedIntoPrevious = fused

@@ -134,7 +134,10 @@ extension Layer {
 
 /// A layer that can apply ReLU to its output as it writes it and mask its output gradient
 /// with it, so that a ReLU after it costs no pass over memory. `Network` sets `fusesReLU`
-/// and skips the ReLU; the bits are those of the two layers apart.
+/// and skips the ReLU; the bits are those of the two layers apart. When the layer after
+/// the ReLU masks the gradient itself (`MaxPool2d.masksReLU`), `Network` also sets
+/// `gradientMasked` and the mask is not applied twice.
 public protocol ReLUFusing: Layer {
     var fusesReLU: Bool { get set }
+    var gradientMasked: Bool { get set }
 }

@@ -26,6 +26,9 @@ public struct PoolGeometry: Sendable {
 /// records where it was, so that backward only scatters.
 public final class MaxPool2d: Layer {
     public let geometry: PoolGeometry
+    /// The input is a fused ReLU's output, and backward applies ReLU's backward to the
+    /// gradient it passes on (x > 0 ? g : 0), so the ReLU's layer need not (set by `Network`).
+    public var masksReLU = false
     /// Per output, the index within its input plane of the window's first maximum.
     private var argmaxStorage: UnsafeMutablePointer<Int32>?
     private var argmaxCapacity = 0
@@ -109,16 +112,24 @@ public final class MaxPool2d: Layer {
         guard let dx, let indices = argmaxStorage else { return }
         let g = geometry
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
-        pass.forEachChunk { first, count, _, _ in
+        let masksReLU = masksReLU, overlapping = g.stride < g.kernel
+        pass.forEachChunk { first, count, _, workspace in
+            let masked = workspace.floats(0, count: outPlane)
             for p in (first * planes)..<((first + count) * planes) {
-                let dPlane = dx + p * inPlane, dOut = dy + p * outPlane, index = indices + p * outPlane
+                let dPlane = dx + p * inPlane, index = indices + p * outPlane
+                var dOut = dy + p * outPlane
+                if masksReLU {
+                    // The input at a window's maximum is its pooled value.
+                    reluBackward(dOut, y + p * outPlane, into: masked, count: outPlane)
+                    dOut = UnsafePointer(masked)
+                }
                 dPlane.update(repeating: 0, count: inPlane)
-                if g.stride >= g.kernel {
-                    // Windows do not overlap, so each input gets at most one gradient: store
-                    // 0 + dy (what adding it to the cleared plane gives) without a read.
-                    for o in 0..<outPlane { dPlane[Int(index[o])] = 0 + dOut[o] }
-                } else {
-                    for o in 0..<outPlane { dPlane[Int(index[o])] += dOut[o] }
+                for o in 0..<outPlane {
+                    let i = Int(index[o])
+                    let gradient = dOut[o]
+                    // Non-overlapping windows give each input at most one gradient: store
+                    // 0 + gradient (what adding it to the cleared plane gives) without a read.
+                    dPlane[i] = (overlapping ? dPlane[i] : 0) + gradient
                 }
             }
         }
