@@ -39,6 +39,7 @@ public final class Conv2d: ReLUFusing {
                                       initializer: initScheme.weight(fanIn: fanIn, fanOut: outChannels * kernel * kernel))
         biasOffset = layout.declare("\(name).bias", shape: [outChannels], initializer: initScheme.bias(fanIn: fanIn))
         if stride == 1 {
+            // (The computed `paddedHeight` and `paddedWidth` are not available during init.)
             let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
             let offsets = UnsafeMutablePointer<Int>.allocate(capacity: fanIn)
             for c in 0..<inChannels {
@@ -77,7 +78,7 @@ public final class Conv2d: ReLUFusing {
                     // q is the padded input from rowOffsets[q] on, so the product is computed
                     // over Wp-wide output rows and their first Wo columns copied out. (With one
                     // input channel im2col is only k² rows, cheaper than that copy: measured.)
-                    let wide = wideCount, paddedWidth = width + 2 * padding
+                    let wide = wideCount
                     let z = workspace.floats(6, count: outChannels * wide)
                     for o in 0..<outChannels {
                         (z + o * wide).update(repeating: bias[o], count: wide)
@@ -160,12 +161,13 @@ public final class Conv2d: ReLUFusing {
     }
 
     /// Positions in the stride-1 "wide" numbering oy·Wp + ox, up to the last output.
-    var wideCount: Int { (outHeight - 1) * (width + 2 * padding) + outWidth }
+    var wideCount: Int { (outHeight - 1) * paddedWidth + outWidth }
+    var paddedHeight: Int { height + 2 * padding }
+    var paddedWidth: Int { width + 2 * padding }
 
     /// A copy of the sample's input with its zero border and 32 zeros after it (`gemm` reads
     /// rows given by offsets up to 31 floats past their end).
     private func paddedInput(_ x: UnsafePointer<Float>, _ workspace: Workspace) -> UnsafePointer<Float> {
-        let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
         let size = inChannels * paddedHeight * paddedWidth
         let padded = workspace.floats(5, count: size + 32)
         guard padding > 0 else {
@@ -185,7 +187,6 @@ public final class Conv2d: ReLUFusing {
 
     /// dyT[oy·Wp + ox, o] = dy[o, oy·Wo + ox], and +0 in the rows ox ≥ Wo between output rows.
     private func transposeWide(_ dy: UnsafePointer<Float>, into dyT: UnsafeMutablePointer<Float>) {
-        let paddedWidth = width + 2 * padding
         for oy in 0..<outHeight {
             transpose(dy + oy * outWidth, rows: outChannels, cols: outWidth, sourceStride: positions,
                       into: dyT + oy * paddedWidth * outChannels)
