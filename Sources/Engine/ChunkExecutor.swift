@@ -20,25 +20,20 @@ public final class ChunkExecutor {
     public init(threads: Int) {
         threadCount = max(1, threads)
         workspaces = (0..<threadCount).map { _ in Workspace() }
-        team = threadCount > 1 ? Team(workers: threadCount - 1) : nil
+        team = threadCount > 1 ? Team(workspaces: workspaces) : nil
     }
 
     deinit { team?.stop() }
 
     public func run(chunks: Int, _ body: (_ chunk: Int, _ workspace: Workspace) -> Void) {
-        let threads = min(threadCount, chunks)
-        guard threads > 1, let team else {
+        guard min(threadCount, chunks) > 1, let team else {
             for c in 0..<chunks { body(c, workspaces[0]) }
             return
         }
-        let workspaces = workspaces
-        withoutActuallyEscaping({ (t: Int) in
-            guard t < threads else { return }
-            for c in (t * chunks / threads)..<((t + 1) * chunks / threads) {
-                body(c, workspaces[t])
-            }
-        }) { share in
-            team.run(share)
+        // The caller's closure itself goes to the workers (a new closure around it would be
+        // allocated on every call).
+        withoutActuallyEscaping(body) { body in
+            team.run(chunks: chunks, body)
         }
     }
 }
@@ -52,9 +47,11 @@ private final class Team: @unchecked Sendable {
     private let remaining = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let sleepers: [Sleeper]
+    private let workspaces: [Workspace]
     /// The current region's work, set before `generation` moves and cleared after every
     /// worker is done with it.
-    private var share: ((Int) -> Void)?
+    private var body: ((Int, Workspace) -> Void)?
+    private var chunks = 0
     /// About 0.1 ms of polling before a worker sleeps: longer than the gap between layers,
     /// short enough not to steal a core from another process for long.
     private static let spinLimit = 100_000
@@ -64,7 +61,9 @@ private final class Team: @unchecked Sendable {
         let semaphore = DispatchSemaphore(value: 0)
     }
 
-    init(workers: Int) {
+    init(workspaces: [Workspace]) {
+        self.workspaces = workspaces
+        let workers = workspaces.count - 1
         sleepers = (0..<workers).map { _ in Sleeper() }
         for worker in 1...workers {
             let thread = Thread { [self] in work(as: worker) }
@@ -73,19 +72,30 @@ private final class Team: @unchecked Sendable {
         }
     }
 
-    /// Runs `share(t)` for every thread t (the caller is 0) and returns when all are done.
-    func run(_ share: @escaping (Int) -> Void) {
-        self.share = share
+    /// Runs `body` on every chunk, thread t (the caller is 0) taking the t-th contiguous share,
+    /// and returns when all are done.
+    func run(chunks: Int, _ body: @escaping (Int, Workspace) -> Void) {
+        self.body = body
+        self.chunks = chunks
         remaining.store(sleepers.count, ordering: .relaxed)
         generation.add(1, ordering: .sequentiallyConsistent)
         wakeSleepers()
-        share(0)
+        runShare(0)
         var spins = 0
         while remaining.load(ordering: .acquiring) != 0 {
             spins += 1
             if spins > Team.spinLimit { sched_yield() }
         }
-        self.share = nil
+        self.body = nil
+    }
+
+    /// Thread t's chunks of the current region (none when there are fewer chunks than threads).
+    private func runShare(_ t: Int) {
+        let threads = min(workspaces.count, chunks)
+        guard t < threads, let body else { return }
+        for c in (t * chunks / threads)..<((t + 1) * chunks / threads) {
+            body(c, workspaces[t])
+        }
     }
 
     func stop() {
@@ -121,7 +131,7 @@ private final class Team: @unchecked Sendable {
             }
             seen = generation.load(ordering: .acquiring)
             if stopping.load(ordering: .acquiring) { return }
-            share!(worker)
+            runShare(worker)
             remaining.subtract(1, ordering: .releasing)
         }
     }

@@ -34,6 +34,8 @@ public final class Conv2d: ReLUFusing {
         }
         outHeight = (height + 2 * padding - kernel) / stride + 1
         outWidth = (width + 2 * padding - kernel) / stride + 1
+        inputShape = [inChannels, height, width]
+        outputShape = [outChannels, outHeight, outWidth]
         let fanIn = inChannels * kernel * kernel
         weightOffset = layout.declare("\(name).weight", shape: [outChannels, inChannels, kernel, kernel],
                                       initializer: initScheme.weight(fanIn: fanIn, fanOut: outChannels * kernel * kernel))
@@ -60,8 +62,8 @@ public final class Conv2d: ReLUFusing {
     public var description: String {
         "Conv2d(\(inChannels), \(outChannels), kernel_size=\(kernel), stride=\(stride), padding=\(padding))"
     }
-    public var inputShape: [Int] { [inChannels, height, width] }
-    public var outputShape: [Int] { [outChannels, outHeight, outWidth] }
+    // Stored, not computed: layers read their sizes on every call, and a fresh array allocates.
+    public let inputShape: [Int], outputShape: [Int]
     var patchSize: Int { inChannels * kernel * kernel }
     var positions: Int { outHeight * outWidth }
 
@@ -135,8 +137,9 @@ public final class Conv2d: ReLUFusing {
                     // Stride 1 lowers nothing: with positions numbered oy·Wp + ox across the
                     // padded input's width Wp, im2col row (c, ky, kx) is the padded input read
                     // from rowOffsets[q] on. The Wp − Wo positions past each output row are
-                    // not outputs; their dy rows are +0, and a +0 term leaves a chain that
-                    // started at +0 unchanged, so the bits are those of the im2col product.
+                    // not outputs; their dy rows are +0, so their terms are ±0, which leave a
+                    // chain unchanged except that −0 may become +0: the same integer 0 in the
+                    // exact sum (docs/determinism.md).
                     let wide = wideCount
                     transposeWide(dOut, into: dyT)
                     gemm(m: patch, n: outChannels, k: wide, a: paddedInput(x + s * inSize, workspace), aRowStride: 0,

@@ -14,6 +14,8 @@ public final class Linear: Layer {
         }
         inFeatures = inShape[0]
         self.outFeatures = outFeatures
+        inputShape = [inFeatures]
+        outputShape = [outFeatures]
         weightOffset = layout.declare("\(name).weight", shape: [outFeatures, inFeatures],
                                       initializer: initScheme.weight(fanIn: inFeatures, fanOut: outFeatures))
         biasOffset = layout.declare("\(name).bias", shape: [outFeatures], initializer: initScheme.bias(fanIn: inFeatures))
@@ -22,8 +24,8 @@ public final class Linear: Layer {
     deinit { transposedStorage?.deallocate() }
 
     public var description: String { "Linear(in_features=\(inFeatures), out_features=\(outFeatures))" }
-    public var inputShape: [Int] { [inFeatures] }
-    public var outputShape: [Int] { [outFeatures] }
+    // Stored, not computed: layers read their sizes on every call, and a fresh array allocates.
+    public let inputShape: [Int], outputShape: [Int]
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let bias = pass.parameters + biasOffset
@@ -64,10 +66,12 @@ public final class Linear: Layer {
 
 /// `nn.Flatten()`: C×H×W → C·H·W; the values are already in that order.
 public final class Flatten: Layer {
-    public let inputShape: [Int]
-    public init(inShape: [Int]) { inputShape = inShape }
+    public let inputShape: [Int], outputShape: [Int]
+    public init(inShape: [Int]) {
+        inputShape = inShape
+        outputShape = [inShape.reduce(1, *)]
+    }
     public var description: String { "Flatten()" }
-    public var outputShape: [Int] { [inputShape.reduce(1, *)] }
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         y.update(from: x, count: pass.sampleCount * inputSize)

@@ -24,6 +24,7 @@ public final class BatchNorm2d: Layer {
         }
         self.name = name
         (channels, height, width) = (inShape[0], inShape[1], inShape[2])
+        inputShape = [channels, height, width]
         weightOffset = layout.declare("\(name).weight", shape: [channels], initializer: .constant(1))
         biasOffset = layout.declare("\(name).bias", shape: [channels], initializer: .constant(0))
         runningMeanOffset = layout.declare("\(name).running_mean", shape: [channels], kind: .buffer, initializer: .constant(0))
@@ -40,7 +41,8 @@ public final class BatchNorm2d: Layer {
     }
 
     public var description: String { "BatchNorm2d(\(channels))" }
-    public var inputShape: [Int] { [channels, height, width] }
+    // Stored, not computed: layers read their sizes on every call, and a fresh array allocates.
+    public let inputShape: [Int]
     public var outputShape: [Int] { inputShape }
 
     /// Fills `partials` with `width` per-channel chunk sums from `term(chunk plane, channel)`,

@@ -4,6 +4,8 @@ public struct PoolGeometry: Sendable {
     public let channels, height, width, kernel, stride: Int
     public var outHeight: Int { (height - kernel) / stride + 1 }
     public var outWidth: Int { (width - kernel) / stride + 1 }
+    // Stored, not computed: layers read their sizes on every call, and a fresh array allocates.
+    public let inputShape: [Int], outputShape: [Int]
 
     init(name: String, inShape: [Int], kernel: Int, stride: Int) throws {
         guard inShape.count == 3 else {
@@ -18,6 +20,8 @@ public struct PoolGeometry: Sendable {
         (channels, height, width) = (inShape[0], inShape[1], inShape[2])
         self.kernel = kernel
         self.stride = stride
+        inputShape = [channels, height, width]
+        outputShape = [channels, (height - kernel) / stride + 1, (width - kernel) / stride + 1]
     }
 }
 
@@ -40,8 +44,8 @@ public final class MaxPool2d: Layer {
     deinit { argmaxStorage?.deallocate() }
 
     public var description: String { "MaxPool2d(kernel_size=\(geometry.kernel), stride=\(geometry.stride))" }
-    public var inputShape: [Int] { [geometry.channels, geometry.height, geometry.width] }
-    public var outputShape: [Int] { [geometry.channels, geometry.outHeight, geometry.outWidth] }
+    public var inputShape: [Int] { geometry.inputShape }
+    public var outputShape: [Int] { geometry.outputShape }
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let g = geometry
@@ -146,8 +150,8 @@ public final class AvgPool2d: Layer {
     }
 
     public var description: String { "AvgPool2d(kernel_size=\(geometry.kernel), stride=\(geometry.stride))" }
-    public var inputShape: [Int] { [geometry.channels, geometry.height, geometry.width] }
-    public var outputShape: [Int] { [geometry.channels, geometry.outHeight, geometry.outWidth] }
+    public var inputShape: [Int] { geometry.inputShape }
+    public var outputShape: [Int] { geometry.outputShape }
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let g = geometry
