@@ -25,6 +25,8 @@ public final class ChunkExecutor {
 
     deinit { team?.stop() }
 
+    /// Runs `body` for every chunk and returns when all are done. Not reentrant: `body` must
+    /// not call `run` (or anything that does, such as `ExactReducer.sumChunks`).
     public func run(chunks: Int, _ body: (_ chunk: Int, _ workspace: Workspace) -> Void) {
         guard min(threadCount, chunks) > 1, let team else {
             for c in 0..<chunks { body(c, workspaces[0]) }

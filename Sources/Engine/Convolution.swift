@@ -113,7 +113,6 @@ public final class Conv2d: ReLUFusing {
         let weight = pass.parameters + weightOffset
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
         pass.forEachChunk { first, count, chunk, workspace in
-            let cols = columns(workspace)
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + weightOffset, dBias = grads + biasOffset
             let dyT = workspace.floats(1, count: max(positions, wideCount) * outChannels)
@@ -146,6 +145,7 @@ public final class Conv2d: ReLUFusing {
                          aColStride: 1, aRowOffsets: rowOffsets, b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels,
                          accumulate: s > first)
                 } else {
+                    let cols = columns(workspace)
                     im2col(x + s * inSize, into: cols)
                     transpose(dOut, rows: outChannels, cols: positions, into: dyT)
                     gemm(m: patch, n: outChannels, k: positions, a: cols, aRowStride: positions, aColStride: 1,
@@ -169,7 +169,7 @@ public final class Conv2d: ReLUFusing {
     var paddedWidth: Int { width + 2 * padding }
 
     /// A copy of the sample's input with its zero border and 32 zeros after it (`gemm` reads
-    /// rows given by offsets up to 31 floats past their end).
+    /// rows given by offsets up to 15 floats past their end).
     private func paddedInput(_ x: UnsafePointer<Float>, _ workspace: Workspace) -> UnsafePointer<Float> {
         let size = inChannels * paddedHeight * paddedWidth
         let padded = workspace.floats(5, count: size + 32)

@@ -79,7 +79,7 @@ typealias Vec8 = SIMD8<Float>
 /// `a + i·aRowStride`, or at `a + aRowOffsets[i]` when given. B's rows must be contiguous:
 /// `B[p, j] = b[p·ldb + j]` (callers transpose B into a workspace when needed), and the last
 /// column block may then read past the end of a row, never past B's last element; or
-/// `B[p, j] = b[bRowOffsets[p] + j]` when given, and then every row must be readable 31
+/// `B[p, j] = b[bRowOffsets[p] + j]` when given, and then every row must be readable 15
 /// floats past its n-th.
 public func gemm(m: Int, n: Int, k: Int,
                  a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int, aRowOffsets: UnsafePointer<Int>? = nil,
@@ -163,7 +163,7 @@ struct OffsetRows: RowSource {
     let offsets: UnsafePointer<Int>
     @inline(__always) func row(_ p: Int) -> UnsafePointer<Float> { base + offsets[p] }
     @inline(__always) func shifted(_ j: Int) -> OffsetRows { OffsetRows(base: base + j, offsets: offsets) }
-    /// The caller guarantees 31 readable floats past every row.
+    /// The caller guarantees 15 readable floats past every row.
     @inline(__always) func fullRows(j: Int, width: Int, n: Int, k: Int) -> Int { k }
 }
 
