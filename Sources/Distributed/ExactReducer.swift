@@ -43,10 +43,6 @@ public final class ExactReducer: ChunkSumReducer {
         if maxima.count < segments.count { maxima = [Float](repeating: 0, count: segments.count) }
         if sliceMaxima.count < slices * segments.count { sliceMaxima = [UInt32](repeating: 0, count: slices * segments.count) }
         if integers.count < width { integers = [Int64](repeating: 0, count: width) }
-        /// Slice t of a segment's range.
-        func slice(_ range: Range<Int>, _ t: Int) -> Range<Int> {
-            (range.lowerBound + t * range.count / slices)..<(range.lowerBound + (t + 1) * range.count / slices)
-        }
         func forEachSlice(_ body: (Int) -> Void) {
             if let executor { executor.run(chunks: slices) { t, _ in body(t) } } else { body(0) }
         }
@@ -55,7 +51,7 @@ public final class ExactReducer: ChunkSumReducer {
                 for (k, segment) in segments.enumerated() {
                     // Non-negative floats order as their bit patterns, and NaN and ±inf have the
                     // largest (all-ones exponent): one integer max finds M and flags non-finite values.
-                    let range = slice(segment.range, t)
+                    let range = ChunkExecutor.part(t, of: slices, segment.range)
                     var largest = SIMD16<UInt32>()
                     var i = range.lowerBound
                     while i + 16 <= range.upperBound {
@@ -87,7 +83,7 @@ public final class ExactReducer: ChunkSumReducer {
                 forEachSlice { t in
                     for (k, segment) in segments.enumerated() {
                         let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
-                        let range = slice(segment.range, t)
+                        let range = ChunkExecutor.part(t, of: slices, segment.range)
                         // round(x·2^s) to Int64 by the magic-number trick: adding 1.5·2⁵² leaves
                         // round_half_even(x·2^s) in the low mantissa bits, exactly as
                         // `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).

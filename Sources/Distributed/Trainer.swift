@@ -163,9 +163,9 @@ public final class Trainer {
         let optimizer = options.optimizer, rate = learningRate(atStep: step), slices = executor.threadCount
         let p = parameters.baseAddress!, g = gradient.baseAddress!, v = velocity.baseAddress!
         executor.run(chunks: slices) { t, _ in
-            let start = t * parameterCount / slices, end = (t + 1) * parameterCount / slices
-            optimizer.step(parameters: p + start, gradients: g + start, velocity: v + start,
-                           count: end - start, learningRate: rate)
+            let part = ChunkExecutor.part(t, of: slices, 0..<parameterCount)
+            optimizer.step(parameters: p + part.lowerBound, gradients: g + part.lowerBound, velocity: v + part.lowerBound,
+                           count: part.count, learningRate: rate)
         }
         let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
                                 accuracy: Double(counts[0]) / Double(options.batchSize), stopRequested: counts[1] > 0)

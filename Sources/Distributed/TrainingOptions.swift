@@ -72,5 +72,5 @@ public enum Reduction: String, Sendable, CaseIterable {
 /// The chunks rank r of `ranks` works on: ⌊r·n/ranks⌋ ..< ⌊(r+1)·n/ranks⌋:
 /// contiguous, and as even as the count allows.
 public func chunkRange(rank: Int, ranks: Int, chunks: Int) -> Range<Int> {
-    (rank * chunks / ranks)..<((rank + 1) * chunks / ranks)
+    ChunkExecutor.part(rank, of: ranks, 0..<chunks)
 }

@@ -60,15 +60,9 @@ public final class Activation: Layer {
     }
 }
 
-/// y = x > 0 ? x : 0 (so NaN gives 0, as `x > 0` is false), 16 lanes at a time; x may be y.
+/// y = x > 0 ? x : 0 (so NaN gives 0, as `x > 0` is false); x may be y.
 @inline(__always) func relu(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
-    var i = 0
-    while i + 16 <= count {
-        let v = load16(x + i)
-        store16(v.replacing(with: 0, where: .!(v .> 0)), y + i)
-        i += 16
-    }
-    for j in i..<count { y[j] = x[j] > 0 ? x[j] : 0 }
+    copyFloats(x, to: y, count: count, relu: true)
 }
 
 /// ReLU's backward from its output: dx = y > 0 ? dy : 0, 16 lanes at a time.

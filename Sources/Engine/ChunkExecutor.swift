@@ -25,6 +25,12 @@ public final class ChunkExecutor {
 
     deinit { team?.stop() }
 
+    /// Part t of `parts` contiguous, near-equal parts of `range`: how threads split chunks
+    /// (and elementwise work, whose bits do not depend on the split).
+    public static func part(_ t: Int, of parts: Int, _ range: Range<Int>) -> Range<Int> {
+        (range.lowerBound + t * range.count / parts)..<(range.lowerBound + (t + 1) * range.count / parts)
+    }
+
     /// Runs `body` for every chunk and returns when all are done. Not reentrant: `body` must
     /// not call `run` (or anything that does, such as `ExactReducer.sumChunks`).
     public func run(chunks: Int, _ body: (_ chunk: Int, _ workspace: Workspace) -> Void) {
@@ -95,7 +101,7 @@ private final class Team: @unchecked Sendable {
     private func runShare(_ t: Int) {
         let threads = min(workspaces.count, chunks)
         guard t < threads, let body else { return }
-        for c in (t * chunks / threads)..<((t + 1) * chunks / threads) {
+        for c in ChunkExecutor.part(t, of: threads, 0..<chunks) {
             body(c, workspaces[t])
         }
     }

@@ -18,10 +18,11 @@ typealias Vec8 = SIMD8<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec8.self)
 }
 
-/// dst[0..<count] = src[0..<count] (not overlapping), or ReLU of it (x > 0 ? x : 0), in
-/// vectors and inline: the rows im2col and the convolution copy are a few dozen floats, too
-/// short to pay for a call to memmove. The last block overlaps the one before instead of a
-/// scalar tail (it stores the same values again).
+/// dst[0..<count] = src[0..<count], or ReLU of it (x > 0 ? x : 0), in vectors and inline:
+/// the rows im2col and the convolution copy are a few dozen floats, too short to pay for a
+/// call to memmove. The last block overlaps the one before instead of a scalar tail (it
+/// stores the same values again). src and dst are the same or do not overlap; in place, an
+/// overlapping block rereads values already written, which ReLU leaves unchanged.
 @inline(__always) func copyFloats(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int,
                                   relu: Bool = false) {
     @inline(__always) func move16(_ i: Int) {

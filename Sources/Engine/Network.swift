@@ -135,7 +135,6 @@ public final class Activations {
     /// ∂loss/∂(model output); the loss writes it, backward reads it.
     public let outputGradient: UnsafeMutablePointer<Float>
     let gradientScratch: UnsafeMutablePointer<Float>
-    private let fusedIntoPrevious: [Bool]
 
     public init(network: Network, capacity: Int) {
         self.capacity = capacity
@@ -146,7 +145,6 @@ public final class Activations {
             outputs.append(fused ? outputs.last! : .allocate(capacity: capacity * layer.outputSize))
         }
         self.outputs = outputs
-        fusedIntoPrevious = network.fusedIntoPrevious
         let largest = network.layers.map(\.outputSize).max() ?? 1
         outputGradient = .allocate(capacity: capacity * largest)
         gradientScratch = .allocate(capacity: capacity * largest)
@@ -154,7 +152,8 @@ public final class Activations {
 
     deinit {
         input.deallocate()
-        for (output, fused) in zip(outputs, fusedIntoPrevious) where !fused { output.deallocate() }
+        // A fused layer's output is its predecessor's buffer: free each buffer once.
+        for (l, output) in outputs.enumerated() where l == 0 || output != outputs[l - 1] { output.deallocate() }
         outputGradient.deallocate()
         gradientScratch.deallocate()
     }

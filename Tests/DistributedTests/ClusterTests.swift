@@ -141,30 +141,31 @@ final class SlurmTests: XCTestCase {
         }
     }
 
-    func testTrainSbatchWithTwoTasksEndsWithTheSerialDigest() throws {
-        try requirePMIx()
+    /// Runs `script` as a two-task job of 30 steps and checks that it completes on 2 ranks with
+    /// the serial run's digest; returns the job's id, directory and log.
+    func assertTwoTaskJobEndsWithTheSerialDigest(_ script: String, label: String,
+                                                 file: StaticString = #filePath, line: UInt = #line) throws
+        -> (id: String, directory: String, log: String) {
         let arguments = Cluster.common + ["--max-steps", "30"]
         let reference = try Cluster.reference(arguments)
-        let directory = TestSupport.temporaryDirectory("sbatch")
-        let id = try submit("train.sbatch", tasks: 2, arguments, in: directory)
+        let directory = TestSupport.temporaryDirectory(label)
+        let id = try submit(script, tasks: 2, arguments, in: directory)
         let state = waitForJob(id, timeout: 180)
         let log = output(of: id, in: directory)
-        XCTAssertEqual(state, "COMPLETED", log)
-        XCTAssertTrue(log.contains("2 ranks"), log)
-        XCTAssertEqual(Cluster.lastDigest(log), reference, log)
+        XCTAssertEqual(state, "COMPLETED", log, file: file, line: line)
+        XCTAssertTrue(log.contains("2 ranks"), log, file: file, line: line)
+        XCTAssertEqual(Cluster.lastDigest(log), reference, log, file: file, line: line)
+        return (id, directory, log)
+    }
+
+    func testTrainSbatchWithTwoTasksEndsWithTheSerialDigest() throws {
+        try requirePMIx()
+        let (id, directory, log) = try assertTwoTaskJobEndsWithTheSerialDigest("train.sbatch", label: "sbatch")
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(directory)/checkpoints/\(id)/checkpoint-000000030.scnn"), log)
     }
 
     func testTrainMpirunSbatchWithTwoTasksEndsWithTheSerialDigest() throws {
-        let arguments = Cluster.common + ["--max-steps", "30"]
-        let reference = try Cluster.reference(arguments)
-        let directory = TestSupport.temporaryDirectory("sbatch-mpirun")
-        let id = try submit("train-mpirun.sbatch", tasks: 2, arguments, in: directory)
-        let state = waitForJob(id, timeout: 180)
-        let log = output(of: id, in: directory)
-        XCTAssertEqual(state, "COMPLETED", log)
-        XCTAssertTrue(log.contains("2 ranks"), log)
-        XCTAssertEqual(Cluster.lastDigest(log), reference, log)
+        _ = try assertTwoTaskJobEndsWithTheSerialDigest("train-mpirun.sbatch", label: "sbatch-mpirun")
     }
 
     /// `scontrol requeue` of a running job: Slurm sends SIGTERM, rank 0 writes a checkpoint,
