@@ -329,13 +329,14 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
 - **One GEMM** (`Sources/Engine/GEMM.swift`): an 8 × 32 register-blocked micro-kernel (sixteen
   16-lane accumulators, `addingProduct` compiled to `vfmadd231ps` by `-target-cpu`), 4 × 32 and
   1 × 32 rows, and vector tails for the last 17–31 and 1–16 columns (spare lanes computed and
-  not stored), so no column is ever scalar. Rows of A and B are given by a stride or by a table
-  of offsets. Every element is one FMA chain over k in order, so none of this changes a bit.
-- **Convolutions with stride 1 build no im2col matrix**: its row (c, ky, kx) is the zero-padded
-  input read from a fixed offset, so forward and the weight gradient read the input in place
-  through the offset tables and compute output rows as wide as the padded input (for seed-cnn's
-  second convolution 16 % more multiply-adds, far cheaper than writing a 139 KB matrix per
-  sample). A one-channel convolution keeps im2col: nine rows cost less than the wide copy-out.
+  not stored), so no column is ever scalar. A's rows and columns are given by strides or by
+  tables of offsets. Every element is one FMA chain over k in order, so none of this changes a bit.
+- **Convolutions build no im2col matrix**: its element ((c, ky, kx), (oy, ox)) is the
+  zero-padded input at a row offset plus a position offset, so `gemm` reads it from the input
+  through two tables (for seed-cnn's second convolution that saves writing a 139 KB matrix per
+  sample). Forward computes the output transposed, positions as rows, and transposes it into
+  NCHW with the ReLU; only when a filter has fewer weights than there are filters (conv1's 9
+  against 32) is building im2col the smaller copy, and forward does that instead.
 - **Fused ReLU**: a ReLU after a convolution runs in the convolution's output copy, and its
   gradient mask in the max pool after it (from the pooled values), so neither pass touches the
   5.5 MB first-layer activation. Same bits as the layers apart.

@@ -1,18 +1,22 @@
 /// 2-D convolution, PyTorch's `nn.Conv2d(in, out, kernel_size, stride, padding)`.
 ///
-/// Layout NCHW; weight `[out, in, k, k]`, bias `[out]`. Each sample's `[in·k·k, Ho·Wo]` im2col
-/// matrix is multiplied by the weight through `gemm`, so every output is one fixed-order FMA
-/// chain over (in, ky, kx), started from the bias. With stride 1 the matrix is never built:
-/// its rows are read in place from the zero-padded input (`gemm`'s row offsets).
+/// Layout NCHW; weight `[out, in, k, k]`, bias `[out]`. Per sample, the product of the weight
+/// and the `[in·k·k, Ho·Wo]` im2col matrix goes through `gemm`, so every output is one
+/// fixed-order FMA chain over (in, ky, kx), started from the bias. The matrix is mostly not
+/// built: `gemm` reads it from the (zero-padded) input through two offset tables.
 public final class Conv2d: ReLUFusing {
     public let inChannels, outChannels, kernel, stride, padding: Int
     public let height, width, outHeight, outWidth: Int
     let weightOffset, biasOffset: Int
     public var fusesReLU = false
     public var gradientMasked = false
-    /// Stride 1: where im2col row (c, ky, kx) starts in the zero-padded input, whose rows
-    /// then serve as the im2col rows in place (see `backward`).
-    private let rowOffsets: UnsafeMutablePointer<Int>?
+    /// The im2col matrix is never built: its element (q, p) for q = (c, ky, kx) and output
+    /// position p = (oy, ox) is the zero-padded input at rowOffsets[q] + positionOffsets[p],
+    /// and `gemm` reads A through these two tables.
+    private let rowOffsets: UnsafeMutablePointer<Int>
+    private let positionOffsets: UnsafeMutablePointer<Int>
+    /// Wᵀ as `[in·k·k, out]`, rebuilt once per forward pass: the B operand of forward's gemm.
+    private let weightTransposed: UnsafeMutablePointer<Float>
 
     public init(name: String, inShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 layout: inout ParameterLayout, initScheme: InitScheme) throws {
@@ -40,24 +44,30 @@ public final class Conv2d: ReLUFusing {
         weightOffset = layout.declare("\(name).weight", shape: [outChannels, inChannels, kernel, kernel],
                                       initializer: initScheme.weight(fanIn: fanIn, fanOut: outChannels * kernel * kernel))
         biasOffset = layout.declare("\(name).bias", shape: [outChannels], initializer: initScheme.bias(fanIn: fanIn))
-        if stride == 1 {
-            // (The computed `paddedHeight` and `paddedWidth` are not available during init.)
-            let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
-            let offsets = UnsafeMutablePointer<Int>.allocate(capacity: fanIn)
-            for c in 0..<inChannels {
-                for ky in 0..<kernel {
-                    for kx in 0..<kernel {
-                        offsets[(c * kernel + ky) * kernel + kx] = (c * paddedHeight + ky) * paddedWidth + kx
-                    }
+        // (The computed `paddedHeight` and `paddedWidth` are not available during init.)
+        let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
+        rowOffsets = .allocate(capacity: fanIn)
+        for c in 0..<inChannels {
+            for ky in 0..<kernel {
+                for kx in 0..<kernel {
+                    rowOffsets[(c * kernel + ky) * kernel + kx] = (c * paddedHeight + ky) * paddedWidth + kx
                 }
             }
-            rowOffsets = offsets
-        } else {
-            rowOffsets = nil
         }
+        positionOffsets = .allocate(capacity: outHeight * outWidth)
+        for oy in 0..<outHeight {
+            for ox in 0..<outWidth {
+                positionOffsets[oy * outWidth + ox] = oy * stride * paddedWidth + ox * stride
+            }
+        }
+        weightTransposed = .allocate(capacity: fanIn * outChannels)
     }
 
-    deinit { rowOffsets?.deallocate() }
+    deinit {
+        rowOffsets.deallocate()
+        positionOffsets.deallocate()
+        weightTransposed.deallocate()
+    }
 
     public var description: String {
         "Conv2d(\(inChannels), \(outChannels), kernel_size=\(kernel), stride=\(stride), padding=\(padding))"
@@ -67,35 +77,22 @@ public final class Conv2d: ReLUFusing {
     var patchSize: Int { inChannels * kernel * kernel }
     var positions: Int { outHeight * outWidth }
 
-    /// Per sample: y = W · cols + bias, written in place (`[out, Ho·Wo]` is the sample's
-    /// NCHW output), every output one fixed-order FMA chain over (in, ky, kx) from the bias.
+    /// Per sample: yᵀ = colsᵀ · Wᵀ + bias as `[Ho·Wo, out]`, transposed into the sample's NCHW
+    /// output; every output one fixed-order FMA chain over (in, ky, kx) from the bias.
+    /// (Positions as the rows of the product let A be read through the offset tables.)
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
+        let outChannels = outChannels, fusesReLU = fusesReLU
         let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
+        let weightTransposed = weightTransposed
+        if patch >= outChannels { transpose(weight, rows: outChannels, cols: patch, into: weightTransposed) }
         pass.forEachChunk { first, count, _, workspace in
             for s in first..<(first + count) {
                 let out = y + s * outSize
-                if let rowOffsets, inChannels > 1 {
-                    // Stride 1 lowers nothing: in the wide numbering (see `backward`) im2col row
-                    // q is the padded input from rowOffsets[q] on, so the product is computed
-                    // over Wp-wide output rows and their first Wo columns copied out. (With one
-                    // input channel im2col is only k² rows, cheaper than that copy: measured.)
-                    let wide = wideCount
-                    let z = workspace.floats(6, count: outChannels * wide)
-                    for o in 0..<outChannels {
-                        (z + o * wide).update(repeating: bias[o], count: wide)
-                    }
-                    gemm(m: outChannels, n: wide, k: patch, a: weight, aRowStride: patch, aColStride: 1,
-                         b: paddedInput(x + s * inSize, workspace), ldb: 0, bRowOffsets: rowOffsets,
-                         c: z, ldc: wide, accumulate: true)
-                    for o in 0..<outChannels {
-                        for oy in 0..<outHeight {
-                            copyFloats(z + o * wide + oy * paddedWidth, to: out + o * positions + oy * outWidth,
-                                       count: outWidth, relu: fusesReLU)
-                        }
-                    }
-                } else {
-                    let cols = columns(workspace)
+                if patch < outChannels {
+                    // Few weights per filter (conv1's 9): building the im2col matrix moves
+                    // fewer floats than transposing the product would.
+                    let cols = workspace.floats(0, count: patch * positions)
                     im2col(x + s * inSize, into: cols)
                     for o in 0..<outChannels {
                         (out + o * positions).update(repeating: bias[o], count: positions)
@@ -103,6 +100,15 @@ public final class Conv2d: ReLUFusing {
                     gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
                          b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
                     if fusesReLU { relu(out, into: out, count: outSize) }
+                } else {
+                    let yT = workspace.floats(0, count: positions * outChannels)
+                    for p in 0..<positions {
+                        copyFloats(bias, to: yT + p * outChannels, count: outChannels)
+                    }
+                    gemm(m: positions, n: outChannels, k: patch, a: paddedInput(x + s * inSize, workspace),
+                         aRowStride: 0, aColStride: 0, aRowOffsets: positionOffsets, aColOffsets: rowOffsets,
+                         b: weightTransposed, ldb: outChannels, c: yT, ldc: outChannels, accumulate: true)
+                    transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
                 }
             }
         }
@@ -115,7 +121,7 @@ public final class Conv2d: ReLUFusing {
         pass.forEachChunk { first, count, chunk, workspace in
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + weightOffset, dBias = grads + biasOffset
-            let dyT = workspace.floats(1, count: max(positions, wideCount) * outChannels)
+            let dyT = workspace.floats(1, count: positions * outChannels)
             let dWeightT = workspace.floats(2, count: outChannels * patch)
             dBias.update(repeating: 0, count: outChannels)
             for s in first..<(first + count) {
@@ -129,28 +135,13 @@ public final class Conv2d: ReLUFusing {
                 for o in 0..<outChannels {
                     dBias[o] += horizontalSum(dOut + o * positions, count: positions)
                 }
-                // dW[o, k] = Σ over (sample, position) of dy·cols, one chain in that order (each
+                // dW[o, q] = Σ over (sample, position) of dy·cols, one chain in that order (each
                 // sample's gemm continues the chains), computed as dWᵀ = cols · dyᵀ: n = out
                 // channels keeps the vector lanes full even for conv1's 9 weights per filter.
-                if let rowOffsets {
-                    // Stride 1 lowers nothing: with positions numbered oy·Wp + ox across the
-                    // padded input's width Wp, im2col row (c, ky, kx) is the padded input read
-                    // from rowOffsets[q] on. The Wp − Wo positions past each output row are
-                    // not outputs; their dy rows are +0, so their terms are ±0, which leave a
-                    // chain unchanged except that −0 may become +0: the same integer 0 in the
-                    // exact sum (docs/determinism.md).
-                    let wide = wideCount
-                    transposeWide(dOut, into: dyT)
-                    gemm(m: patch, n: outChannels, k: wide, a: paddedInput(x + s * inSize, workspace), aRowStride: 0,
-                         aColStride: 1, aRowOffsets: rowOffsets, b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels,
-                         accumulate: s > first)
-                } else {
-                    let cols = columns(workspace)
-                    im2col(x + s * inSize, into: cols)
-                    transpose(dOut, rows: outChannels, cols: positions, into: dyT)
-                    gemm(m: patch, n: outChannels, k: positions, a: cols, aRowStride: positions, aColStride: 1,
-                         b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
-                }
+                transpose(dOut, rows: outChannels, cols: positions, into: dyT)
+                gemm(m: patch, n: outChannels, k: positions, a: paddedInput(x + s * inSize, workspace), aRowStride: 0,
+                     aColStride: 0, aRowOffsets: rowOffsets, aColOffsets: positionOffsets,
+                     b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
                 if let dx {
                     // dcols = Wᵀ · dy, then scattered back onto the input (col2im).
                     let dCols = workspace.floats(3, count: patch * positions)
@@ -163,22 +154,14 @@ public final class Conv2d: ReLUFusing {
         }
     }
 
-    /// Positions in the stride-1 "wide" numbering oy·Wp + ox, up to the last output.
-    var wideCount: Int { (outHeight - 1) * paddedWidth + outWidth }
     var paddedHeight: Int { height + 2 * padding }
     var paddedWidth: Int { width + 2 * padding }
 
-    /// A copy of the sample's input with its zero border and 32 zeros after it (`gemm` reads
-    /// rows given by offsets up to 15 floats past their end).
+    /// The sample's input with its zero border: the input itself without padding, else a copy.
     private func paddedInput(_ x: UnsafePointer<Float>, _ workspace: Workspace) -> UnsafePointer<Float> {
-        let size = inChannels * paddedHeight * paddedWidth
-        let padded = workspace.floats(5, count: size + 32)
-        guard padding > 0 else {
-            copyFloats(x, to: padded, count: size)
-            (padded + size).update(repeating: 0, count: 32)
-            return UnsafePointer(padded)
-        }
-        padded.update(repeating: 0, count: size + 32)
+        guard padding > 0 else { return x }
+        let padded = workspace.floats(5, count: inChannels * paddedHeight * paddedWidth)
+        padded.update(repeating: 0, count: inChannels * paddedHeight * paddedWidth)
         for c in 0..<inChannels {
             for iy in 0..<height {
                 copyFloats(x + (c * height + iy) * width,
@@ -186,23 +169,6 @@ public final class Conv2d: ReLUFusing {
             }
         }
         return UnsafePointer(padded)
-    }
-
-    /// dyT[oy·Wp + ox, o] = dy[o, oy·Wo + ox], and +0 in the rows ox ≥ Wo between output rows.
-    private func transposeWide(_ dy: UnsafePointer<Float>, into dyT: UnsafeMutablePointer<Float>) {
-        for oy in 0..<outHeight {
-            transpose(dy + oy * outWidth, rows: outChannels, cols: outWidth, sourceStride: positions,
-                      into: dyT + oy * paddedWidth * outChannels)
-            if oy < outHeight - 1 {
-                (dyT + (oy * paddedWidth + outWidth) * outChannels)
-                    .update(repeating: 0, count: (paddedWidth - outWidth) * outChannels)
-            }
-        }
-    }
-
-    /// A sample's im2col matrix.
-    private func columns(_ workspace: Workspace) -> UnsafeMutablePointer<Float> {
-        workspace.floats(0, count: patchSize * positions)
     }
 
     /// The output columns ox whose input column ox·stride − pad + kx lies inside the image.

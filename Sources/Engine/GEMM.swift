@@ -76,28 +76,30 @@ typealias Vec8 = SIMD8<Float>
 /// within an element, so the bits do not depend on the shapes around it, on the CPU's vector
 /// width, or on how the caller splits the work.
 ///
-/// A is addressed with arbitrary strides (so a transposed A costs nothing), row i starting at
-/// `a + i·aRowStride`, or at `a + aRowOffsets[i]` when given. B's rows must be contiguous:
+/// A is addressed with arbitrary strides (so a transposed A costs nothing):
+/// `A[i, p] = a[rowStart(i) + columnOffset(p)]`, row i starting at `i·aRowStride` or at
+/// `aRowOffsets[i]`, column p at `p·aColStride` or at `aColOffsets[p]` (so that a convolution
+/// reads its im2col matrix straight from the input). B's rows must be contiguous:
 /// `B[p, j] = b[p·ldb + j]` (callers transpose B into a workspace when needed), and the last
-/// column block may then read past the end of a row, never past B's last element; or
-/// `B[p, j] = b[bRowOffsets[p] + j]` when given, and then every row must be readable 15
-/// floats past its n-th.
+/// column block may read past the end of a row, never past B's last element.
 public func gemm(m: Int, n: Int, k: Int,
                  a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int, aRowOffsets: UnsafePointer<Int>? = nil,
-                 b: UnsafePointer<Float>, ldb: Int, bRowOffsets: UnsafePointer<Int>? = nil,
+                 aColOffsets: UnsafePointer<Int>? = nil,
+                 b: UnsafePointer<Float>, ldb: Int,
                  c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-    let a = MatrixRows(base: a, stride: aRowStride, offsets: aRowOffsets)
-    if let bRowOffsets {
-        gemmBlocks(m: m, n: n, k: k, a: a, aColStride: aColStride, b: OffsetRows(base: b, offsets: bRowOffsets),
+    let rows = MatrixRows(base: a, stride: aRowStride, offsets: aRowOffsets)
+    let rowsOfB = StridedRows(base: b, stride: ldb)
+    if let aColOffsets {
+        gemmBlocks(m: m, n: n, k: k, a: rows, aColumns: OffsetColumns(offsets: aColOffsets), b: rowsOfB,
                    c: c, ldc: ldc, accumulate: accumulate)
     } else {
-        gemmBlocks(m: m, n: n, k: k, a: a, aColStride: aColStride, b: StridedRows(base: b, stride: ldb),
+        gemmBlocks(m: m, n: n, k: k, a: rows, aColumns: StridedColumns(stride: aColStride), b: rowsOfB,
                    c: c, ldc: ldc, accumulate: accumulate)
     }
 }
 
 @inline(__always)
-private func gemmBlocks<B: RowSource>(m: Int, n: Int, k: Int, a: MatrixRows, aColStride: Int, b: B,
+private func gemmBlocks<A: ColumnSource>(m: Int, n: Int, k: Int, a: MatrixRows, aColumns: A, b: StridedRows,
                                       c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var j = 0
     // Blocks of 32 columns, the last of them possibly 17…31 wide in the 8-row kernel.
@@ -107,47 +109,54 @@ private func gemmBlocks<B: RowSource>(m: Int, n: Int, k: Int, a: MatrixRows, aCo
         var i = 0
         while i + 8 <= m {
             if columns == 32 {
-                kernel8x32(FullBlock.self, k: k, fullRows: k, columns: 32, a: a, row: i, aColStride: aColStride,
+                kernel8x32(FullBlock.self, k: k, fullRows: k, columns: 32, a: a, row: i, aColumns: aColumns,
                            b: b.shifted(j), c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             } else {
                 kernel8x32(PartialBlock.self, k: k, fullRows: fullRows, columns: columns, a: a, row: i,
-                           aColStride: aColStride, b: b.shifted(j), c: c + i * ldc + j, ldc: ldc,
+                           aColumns: aColumns, b: b.shifted(j), c: c + i * ldc + j, ldc: ldc,
                            accumulate: accumulate)
             }
             i += 8
         }
         if columns < 32 {
             // The remaining rows take this block 16 columns at a time, below.
-            gemmColumns16(from: j, m: m, n: n, k: k, firstRow: i, a: a, aColStride: aColStride, b: b,
+            gemmColumns16(from: j, m: m, n: n, k: k, firstRow: i, a: a, aColumns: aColumns, b: b,
                           c: c, ldc: ldc, accumulate: accumulate)
             return
         }
         while i + 4 <= m {
-            kernel4x32(k: k, a: a, row: i, aColStride: aColStride,
+            kernel4x32(k: k, a: a, row: i, aColumns: aColumns,
                        b: b.shifted(j), c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             i += 4
         }
         while i < m {
-            kernel1x32(k: k, a: a[i], aColStride: aColStride,
+            kernel1x32(k: k, a: a[i], aColumns: aColumns,
                        b: b.shifted(j), c: c + i * ldc + j, accumulate: accumulate)
             i += 1
         }
         j += 32
     }
-    gemmColumns16(from: j, m: m, n: n, k: k, firstRow: 0, a: a, aColStride: aColStride, b: b,
+    gemmColumns16(from: j, m: m, n: n, k: k, firstRow: 0, a: a, aColumns: aColumns, b: b,
                   c: c, ldc: ldc, accumulate: accumulate)
 }
 
-/// Where the rows of B start; a compile-time choice, so the strided kernels carry no table.
-protocol RowSource {
-    func row(_ p: Int) -> UnsafePointer<Float>
-    /// The same rows, `j` columns on.
-    func shifted(_ j: Int) -> Self
-    /// Rows p < fullRows of the `width`-column block at j may load all its lanes.
-    func fullRows(j: Int, width: Int, n: Int, k: Int) -> Int
+/// Where column p of A lies within a row of A; a compile-time choice, as for B's rows.
+protocol ColumnSource {
+    func offset(_ p: Int) -> Int
 }
 
-struct StridedRows: RowSource {
+struct StridedColumns: ColumnSource {
+    let stride: Int
+    @inline(__always) func offset(_ p: Int) -> Int { p * stride }
+}
+
+struct OffsetColumns: ColumnSource {
+    let offsets: UnsafePointer<Int>
+    @inline(__always) func offset(_ p: Int) -> Int { offsets[p] }
+}
+
+/// The rows of B, `stride` apart.
+struct StridedRows {
     let base: UnsafePointer<Float>
     let stride: Int
     @inline(__always) func row(_ p: Int) -> UnsafePointer<Float> { base + p * stride }
@@ -159,21 +168,12 @@ struct StridedRows: RowSource {
     }
 }
 
-struct OffsetRows: RowSource {
-    let base: UnsafePointer<Float>
-    let offsets: UnsafePointer<Int>
-    @inline(__always) func row(_ p: Int) -> UnsafePointer<Float> { base + offsets[p] }
-    @inline(__always) func shifted(_ j: Int) -> OffsetRows { OffsetRows(base: base + j, offsets: offsets) }
-    /// The caller guarantees 15 readable floats past every row.
-    @inline(__always) func fullRows(j: Int, width: Int, n: Int, k: Int) -> Int { k }
-}
-
 /// Columns j… of rows firstRow… of C, 16 at a time; a block of fewer than 16 computes garbage
 /// in its spare lanes and stores only the valid ones. Each valid lane is still its element's
 /// own chain.
 @inline(__always)
-private func gemmColumns16<B: RowSource>(from start: Int, m: Int, n: Int, k: Int, firstRow: Int, a: MatrixRows,
-                                         aColStride: Int, b: B, c: UnsafeMutablePointer<Float>, ldc: Int,
+private func gemmColumns16<A: ColumnSource>(from start: Int, m: Int, n: Int, k: Int, firstRow: Int, a: MatrixRows,
+                                         aColumns: A, b: StridedRows, c: UnsafeMutablePointer<Float>, ldc: Int,
                                          accumulate: Bool) {
     var j = start
     while j < n {
@@ -182,11 +182,11 @@ private func gemmColumns16<B: RowSource>(from start: Int, m: Int, n: Int, k: Int
         var i = firstRow
         while i + 8 <= m {
             kernel8x16(k: k, fullRows: fullRows, columns: columns, a: a, row: i,
-                       aColStride: aColStride, b: b.shifted(j), c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+                       aColumns: aColumns, b: b.shifted(j), c: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
             i += 8
         }
         while i < m {
-            kernel1x16(k: k, fullRows: fullRows, columns: columns, a: a[i], aColStride: aColStride,
+            kernel1x16(k: k, fullRows: fullRows, columns: columns, a: a[i], aColumns: aColumns,
                        b: b.shifted(j), c: c + i * ldc + j, accumulate: accumulate)
             i += 1
         }
@@ -229,8 +229,8 @@ struct MatrixRows {
 /// `Block` says at compile time whether the block may be partial, so that the full kernel
 /// carries no lane-by-lane code.
 @inline(__always)
-private func kernel8x32<Block: ColumnBlock, B: RowSource>(_ block: Block.Type, k: Int, fullRows: Int, columns: Int,
-                                                          a: MatrixRows, row: Int, aColStride: Int, b: B,
+private func kernel8x32<Block: ColumnBlock, A: ColumnSource>(_ block: Block.Type, k: Int, fullRows: Int, columns: Int,
+                                                          a: MatrixRows, row: Int, aColumns: A, b: StridedRows,
                                                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     let second = Block.partial ? columns - 16 : 16
     let fullRows = Block.partial ? fullRows : k
@@ -268,17 +268,14 @@ private func kernel8x32<Block: ColumnBlock, B: RowSource>(_ block: Block.Type, k
         x = Vec16(repeating: a7[off])
         c70 = c70.addingProduct(x, b0); c71 = c71.addingProduct(x, b1)
     }
-    var off = 0
     for p in 0..<fullRows {
         let bRow = b.row(p)
-        step(off, load16(bRow), load16(bRow + 16))
-        off += aColStride
+        step(aColumns.offset(p), load16(bRow), load16(bRow + 16))
     }
     if Block.partial {
         for p in fullRows..<k {
             let bRow = b.row(p)
-            step(off, load16(bRow), loadPartial(bRow + 16, count: second))
-            off += aColStride
+            step(aColumns.offset(p), load16(bRow), loadPartial(bRow + 16, count: second))
         }
     }
     store16(c00, c); storePartial(c01, c + 16, count: second)
@@ -292,7 +289,7 @@ private func kernel8x32<Block: ColumnBlock, B: RowSource>(_ block: Block.Type, k
 }
 
 @inline(__always)
-private func kernel4x32<B: RowSource>(k: Int, a: MatrixRows, row: Int, aColStride: Int, b: B,
+private func kernel4x32<A: ColumnSource>(k: Int, a: MatrixRows, row: Int, aColumns: A, b: StridedRows,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var c00 = Vec16(), c01 = Vec16(), c10 = Vec16(), c11 = Vec16()
     var c20 = Vec16(), c21 = Vec16(), c30 = Vec16(), c31 = Vec16()
@@ -306,7 +303,7 @@ private func kernel4x32<B: RowSource>(k: Int, a: MatrixRows, row: Int, aColStrid
     for p in 0..<k {
         let bRow = b.row(p)
         let b0 = load16(bRow), b1 = load16(bRow + 16)
-        let off = p * aColStride
+        let off = aColumns.offset(p)
         let x0 = Vec16(repeating: a0[off]), x1 = Vec16(repeating: a1[off])
         let x2 = Vec16(repeating: a2[off]), x3 = Vec16(repeating: a3[off])
         c00 = c00.addingProduct(x0, b0); c01 = c01.addingProduct(x0, b1)
@@ -321,12 +318,12 @@ private func kernel4x32<B: RowSource>(k: Int, a: MatrixRows, row: Int, aColStrid
 }
 
 @inline(__always)
-private func kernel1x32<B: RowSource>(k: Int, a: UnsafePointer<Float>, aColStride: Int, b: B,
+private func kernel1x32<A: ColumnSource>(k: Int, a: UnsafePointer<Float>, aColumns: A, b: StridedRows,
                         c: UnsafeMutablePointer<Float>, accumulate: Bool) {
     var c0 = accumulate ? load16(c) : Vec16()
     var c1 = accumulate ? load16(c + 16) : Vec16()
     for p in 0..<k {
-        let x = Vec16(repeating: a[p * aColStride])
+        let x = Vec16(repeating: a[aColumns.offset(p)])
         c0 = c0.addingProduct(x, load16(b.row(p)))
         c1 = c1.addingProduct(x, load16(b.row(p) + 16))
     }
@@ -335,23 +332,23 @@ private func kernel1x32<B: RowSource>(k: Int, a: UnsafePointer<Float>, aColStrid
 
 /// Up to 16 columns of one row; rows of B from `fullRows` on are loaded lane by lane.
 @inline(__always)
-private func kernel1x16<B: RowSource>(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Float>, aColStride: Int,
-                                      b: B,
+private func kernel1x16<A: ColumnSource>(k: Int, fullRows: Int, columns: Int, a: UnsafePointer<Float>, aColumns: A,
+                                      b: StridedRows,
                         c: UnsafeMutablePointer<Float>, accumulate: Bool) {
     var c0 = accumulate ? loadPartial(c, count: columns) : Vec16()
     for p in 0..<fullRows {
-        c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), load16(b.row(p)))
+        c0 = c0.addingProduct(Vec16(repeating: a[aColumns.offset(p)]), load16(b.row(p)))
     }
     for p in fullRows..<k {
-        c0 = c0.addingProduct(Vec16(repeating: a[p * aColStride]), loadPartial(b.row(p), count: columns))
+        c0 = c0.addingProduct(Vec16(repeating: a[aColumns.offset(p)]), loadPartial(b.row(p), count: columns))
     }
     storePartial(c0, c, count: columns)
 }
 
 /// 8 rows × up to 16 columns (see `kernel1x16`).
 @inline(__always)
-private func kernel8x16<B: RowSource>(k: Int, fullRows: Int, columns: Int, a: MatrixRows, row: Int,
-                                      aColStride: Int, b: B,
+private func kernel8x16<A: ColumnSource>(k: Int, fullRows: Int, columns: Int, a: MatrixRows, row: Int,
+                                      aColumns: A, b: StridedRows,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
     var acc = (Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16(), Vec16())
     if accumulate {
@@ -363,7 +360,7 @@ private func kernel8x16<B: RowSource>(k: Int, fullRows: Int, columns: Int, a: Ma
     let a0 = a[row], a1 = a[row + 1], a2 = a[row + 2], a3 = a[row + 3]
     let a4 = a[row + 4], a5 = a[row + 5], a6 = a[row + 6], a7 = a[row + 7]
     @inline(__always) func step(_ p: Int, _ bv: Vec16) {
-        let off = p * aColStride
+        let off = aColumns.offset(p)
         acc.0 = acc.0.addingProduct(Vec16(repeating: a0[off]), bv)
         acc.1 = acc.1.addingProduct(Vec16(repeating: a1[off]), bv)
         acc.2 = acc.2.addingProduct(Vec16(repeating: a2[off]), bv)
@@ -381,34 +378,24 @@ private func kernel8x16<B: RowSource>(k: Int, fullRows: Int, columns: Int, a: Ma
     storePartial(acc.6, c + 6 * ldc, count: columns); storePartial(acc.7, c + 7 * ldc, count: columns)
 }
 
-/// dst[j, i] = src[i, j] for a rows × cols src whose rows are `sourceStride` apart
-/// (default: `cols`, i.e. contiguous).
-public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, sourceStride: Int? = nil,
-                      into dst: UnsafeMutablePointer<Float>) {
-    let stride = sourceStride ?? cols
-    if rows % 16 == 0 {
-        // Sixteen source rows gathered into one vector: one store per 16 elements instead
-        // of 16 scattered ones.
-        for i0 in Swift.stride(from: 0, to: rows, by: 16) {
-            let block = src + i0 * stride
-            for j in 0..<cols {
-                var v = Vec16()
-                for t in 0..<16 { v[t] = block[t * stride + j] }
-                store16(v, dst + j * rows + i0)
-            }
+/// dst[j, i] = src[i, j] for a contiguous rows × cols src, or ReLU of it.
+public func transpose(_ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>,
+                      relu: Bool = false) {
+    // Sixteen source rows gathered into one vector: one store per 16 elements instead of 16
+    // scattered ones. The rows left over go element by element.
+    let blockRows = rows - rows % 16
+    for i0 in stride(from: 0, to: blockRows, by: 16) {
+        let block = src + i0 * cols
+        for j in 0..<cols {
+            var v = Vec16()
+            for t in 0..<16 { v[t] = block[t * cols + j] }
+            store16(relu ? v.replacing(with: 0, where: .!(v .> 0)) : v, dst + j * rows + i0)
         }
-        return
     }
-    // In 16 × 16 tiles, so that the lines a tile touches on both sides stay in L1.
-    for i0 in Swift.stride(from: 0, to: rows, by: 16) {
-        let i1 = min(rows, i0 + 16)
-        for j0 in Swift.stride(from: 0, to: cols, by: 16) {
-            let j1 = min(cols, j0 + 16)
-            for j in j0..<j1 {
-                for i in i0..<i1 {
-                    dst[j * rows + i] = src[i * stride + j]
-                }
-            }
+    for i in blockRows..<rows {
+        for j in 0..<cols {
+            let v = src[i * cols + j]
+            dst[j * rows + i] = relu ? (v > 0 ? v : 0) : v
         }
     }
 }

@@ -35,8 +35,8 @@ struct Options {
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
-/// Seconds per layer, forward and backward, summed over `options.steps` timed steps.
-func measure(_ network: Network, _ options: Options) throws -> (forward: [Double], backward: [Double]) {
+/// Seconds per layer and timed step, forward and backward: `[layer][step]`.
+func measure(_ network: Network, _ options: Options) throws -> (forward: [[Double]], backward: [[Double]]) {
     var initialParameters: [Float] = [], initialBuffers: [Float] = []
     network.layout.initialize(parameters: &initialParameters, buffers: &initialBuffers, seed: 1)
     let chunks = (options.batch + options.chunk - 1) / options.chunk
@@ -52,7 +52,7 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [Double
     for i in 0..<(options.batch * options.input.reduce(1, *)) { activations.input[i] = rng.unitFloat(UInt64(i)) }
     let labels = (0..<options.batch).map { UInt8($0 % 10) }
     var chunkLoss = [Float](repeating: 0, count: chunks), chunkCorrect = [Int64](repeating: 0, count: chunks)
-    var forward = [Double](repeating: 0, count: network.layers.count), backward = forward
+    var forward = [[Double]](repeating: [], count: network.layers.count), backward = forward
     let pass = Pass(sampleCount: options.batch, chunkSize: options.chunk, globalSampleCount: options.batch,
                     training: true, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!,
                     chunkGradients: chunkGradients.baseAddress!,
@@ -64,7 +64,7 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [Double
         var previous = now()
         try network.forward(activations, pass) { done in
             let time = now()
-            if timed { forward[done] += time - previous }
+            if timed { forward[done].append(time - previous) }
             previous = time
         }
         network.loss.evaluate(outputs: activations.output, labels: labels, classes: 10, pass: pass,
@@ -72,11 +72,18 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [Double
         previous = now()
         try network.backward(activations, pass) { done in
             let time = now()
-            if timed { backward[done] += time - previous }
+            if timed { backward[done].append(time - previous) }
             previous = time
         }
     }
     return (forward, backward)
+}
+
+/// The median, not the mean: this machine's noise comes in bursts that would dominate a mean.
+func median(_ values: [Double]) -> Double {
+    guard !values.isEmpty else { return 0 }
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
@@ -86,13 +93,13 @@ do {
     var total = 0.0
     print("layer                                      forward ms  backward ms")
     for (l, layer) in network.layers.enumerated() {
-        let f = forward[l] / Double(options.steps) * 1000, b = backward[l] / Double(options.steps) * 1000
+        let f = median(forward[l]) * 1000, b = median(backward[l]) * 1000
         total += f + b
         let name = network.fusedIntoPrevious[l] ? "  \(layer.description) (fused)" : layer.description
         print(name.padding(toLength: 42, withPad: " ", startingAt: 0), String(format: "%9.3f  %11.3f", f, b))
     }
-    print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers only)",
-                 total, options.batch, Double(options.batch) / total * 1000))
+    print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers only, medians of %d steps)",
+                 total, options.batch, Double(options.batch) / total * 1000, options.steps))
 } catch {
     FileHandle.standardError.write(Data("bench-layers: \(error)\n".utf8))
     exit(1)

@@ -60,6 +60,26 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// A read through row and column offset tables (how a convolution reads its im2col matrix
+    /// from the input) gives the bits of the same A laid out as a matrix.
+    func testGemmReadsAThroughOffsetTablesBitForBit() {
+        for (m, n, k) in [(121, 64, 288), (9, 32, 676), (17, 33, 5), (1, 16, 9), (70, 47, 31)] {
+            let source = values(4 * (m + k) + 16, "source \(m)")
+            // Overlapping, non-monotonic starts, as im2col's are.
+            let rowOffsets = (0..<m).map { ($0 * 7) % (2 * m + 1) }, colOffsets = (0..<k).map { ($0 * 5) % (2 * k + 3) }
+            let a = (0..<(m * k)).map { source[rowOffsets[$0 / k] + colOffsets[$0 % k]] }
+            let b = values(k * n, "b \(m)")
+            for accumulate in [false, true] {
+                var expected = values(m * n, "c \(m)"), got = expected
+                referenceGemm(m: m, n: n, k: k, a: a, aRowStride: k, aColStride: 1, b: b, ldb: n,
+                              c: &expected, ldc: n, accumulate: accumulate)
+                gemm(m: m, n: n, k: k, a: source, aRowStride: 0, aColStride: 0, aRowOffsets: rowOffsets,
+                     aColOffsets: colOffsets, b: b, ldb: n, c: &got, ldc: n, accumulate: accumulate)
+                XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "m \(m) n \(n) k \(k) accumulate \(accumulate)")
+            }
+        }
+    }
+
     /// The reference itself must be able to tell orders apart: an unfused multiply-add chain
     /// differs from it on most of these dot products, so agreement above is not an accident of
     /// the data; and gemm follows the fused chain on every one of them.
