@@ -17,6 +17,9 @@ public final class Conv2d: ReLUFusing {
     private let positionOffsets: UnsafeMutablePointer<Int>
     /// Wᵀ as `[in·k·k, out]`, rebuilt once per forward pass: the B operand of forward's gemm.
     private let weightTransposed: UnsafeMutablePointer<Float>
+    /// W as `[out, (ky, kx, in)]`, rebuilt once per backward pass: the B operand of the input
+    /// gradient's gemm, so that col2im adds whole channel vectors.
+    private let weightByTap: UnsafeMutablePointer<Float>
 
     public init(name: String, inShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 layout: inout ParameterLayout, initScheme: InitScheme) throws {
@@ -61,12 +64,14 @@ public final class Conv2d: ReLUFusing {
             }
         }
         weightTransposed = .allocate(capacity: fanIn * outChannels)
+        weightByTap = .allocate(capacity: fanIn * outChannels)
     }
 
     deinit {
         rowOffsets.deallocate()
         positionOffsets.deallocate()
         weightTransposed.deallocate()
+        weightByTap.deallocate()
     }
 
     public var description: String {
@@ -116,8 +121,18 @@ public final class Conv2d: ReLUFusing {
 
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
-        let weight = pass.parameters + weightOffset
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
+        let weightByTap = weightByTap
+        if dx != nil {
+            let weight = pass.parameters + weightOffset, taps = kernel * kernel
+            for o in 0..<outChannels {
+                for c in 0..<inChannels {
+                    for tap in 0..<taps {
+                        weightByTap[o * patch + tap * inChannels + c] = weight[o * patch + c * taps + tap]
+                    }
+                }
+            }
+        }
         pass.forEachChunk { first, count, chunk, workspace in
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + weightOffset, dBias = grads + biasOffset
@@ -143,11 +158,12 @@ public final class Conv2d: ReLUFusing {
                      aColStride: 0, aRowOffsets: rowOffsets, aColOffsets: positionOffsets,
                      b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
                 if let dx {
-                    // dcols = Wᵀ · dy, then scattered back onto the input (col2im).
-                    let dCols = workspace.floats(3, count: patch * positions)
-                    gemm(m: patch, n: positions, k: outChannels, a: weight, aRowStride: 1, aColStride: patch,
-                         b: dOut, ldb: positions, c: dCols, ldc: positions, accumulate: false)
-                    col2im(dCols, into: dx + s * inSize)
+                    // dcolsᵀ = dy · W, its columns in (ky, kx, c) order, then scattered back
+                    // onto the input (col2im), channels contiguous.
+                    let dColsT = workspace.floats(3, count: positions * patch)
+                    gemm(m: positions, n: patch, k: outChannels, a: dyT, aRowStride: outChannels, aColStride: 1,
+                         b: weightByTap, ldb: patch, c: dColsT, ldc: patch, accumulate: false)
+                    col2im(dColsT, into: dx + s * inSize, scratch: workspace.floats(6, count: inSize))
                 }
             }
             transpose(dWeightT, rows: patch, cols: outChannels, into: dWeight)
@@ -211,30 +227,27 @@ public final class Conv2d: ReLUFusing {
         }
     }
 
-    /// The adjoint of im2col: dx = Σ over patches, added in the fixed (c, ky, kx, oy, ox) order.
-    func col2im(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
-        dx.update(repeating: 0, count: inputSize)
-        var row = 0
-        for c in 0..<inChannels {
-            let plane = dx + c * height * width
-            for ky in 0..<kernel {
-                for kx in 0..<kernel {
-                    let src = cols + row * positions
-                    let valid = validColumns(kx)
-                    for oy in 0..<outHeight {
-                        let iy = oy * stride - padding + ky
-                        if iy < 0 || iy >= height { continue }
-                        let line = plane + iy * width - padding + kx
-                        let from = src + oy * outWidth
-                        if stride == 1 {
-                            addFloats(from + valid.lowerBound, to: line + valid.lowerBound, count: valid.count)
-                        } else {
-                            for ox in valid { line[ox * stride] += from[ox] }
-                        }
+    /// The adjoint of im2col, from dcolsᵀ `[Ho·Wo, (ky, kx, c)]`: each dx element is its terms
+    /// added from +0 in (ky, kx) order (a tap reaches an input at most once). They are summed
+    /// channels-last in `dxT` `[H·W, in]`, whole channel vectors at a time, then transposed.
+    func col2im(_ colsT: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>,
+                scratch dxT: UnsafeMutablePointer<Float>) {
+        let channels = inChannels, patch = patchSize
+        dxT.update(repeating: 0, count: inputSize)
+        for ky in 0..<kernel {
+            for kx in 0..<kernel {
+                let tap = (ky * kernel + kx) * channels
+                for oy in 0..<outHeight {
+                    let iy = oy * stride - padding + ky
+                    if iy < 0 || iy >= height { continue }
+                    for ox in validColumns(kx) {
+                        let ix = ox * stride - padding + kx
+                        addFloats(colsT + (oy * outWidth + ox) * patch + tap, to: dxT + (iy * width + ix) * channels,
+                                  count: channels)
                     }
-                    row += 1
                 }
             }
         }
+        transpose(dxT, rows: height * width, cols: channels, into: dx)
     }
 }
