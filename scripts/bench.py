@@ -345,6 +345,12 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
 - **No step-sized clearing or scalar loops**: layers overwrite their gradient partials instead
   of adding into cleared ones; the exact reduction's maximum and fixed-point passes are explicit
   vector loops split over the threads, as is the SGD update.
+- **Deferred weight-gradient partials** (`DeferredGradients`): a fully connected layer's
+  per-chunk weight gradient (800 kB per chunk for seed-cnn's fc1, 6.4 MB per step at chunk size
+  8) is not stored. Backward keeps its output gradient; the exact reduction recomputes each
+  chunk's dyᵀ·x eight weight rows at a time, once for the maximum and once for the fixed-point
+  sum, while they sit in cache: 16 multiply-adds per weight instead of writing it and reading it
+  twice from memory. The chains are those of the stored version, so the bits are too.
 """
 
 

@@ -31,43 +31,57 @@ public final class ExactReducer: ChunkSumReducer {
     private var maxima: [Float] = []
     private var sliceMaxima: [UInt32] = []
     private var integers: [Int64] = []
+    /// Where deferred partials are computed when there is no executor.
+    private let scratch = Workspace()
 
     public init(communicator: Communicator) {
         self.communicator = communicator
     }
 
-    public func sumChunks(_ partials: UnsafePointer<Float>, rows: Int, width: Int,
-                          segments: [SumSegment], into result: UnsafeMutablePointer<Float>) throws {
+    public func sumChunks<Partials: ChunkPartials>(_ partials: Partials, rows: Int, width: Int, segments: [SumSegment],
+                                                   into result: UnsafeMutablePointer<Float>) throws {
         precondition(rows <= 1 << ExactReducer.headroomBits, "too many chunks for the fixed-point headroom")
         let slices = executor?.threadCount ?? 1
         if maxima.count < segments.count { maxima = [Float](repeating: 0, count: segments.count) }
         if sliceMaxima.count < slices * segments.count { sliceMaxima = [UInt32](repeating: 0, count: slices * segments.count) }
         if integers.count < width { integers = [Int64](repeating: 0, count: width) }
-        func forEachSlice(_ body: (Int) -> Void) {
-            if let executor { executor.run(chunks: slices) { t, _ in body(t) } } else { body(0) }
+        /// Thread t's blocks of each segment, with the chunks' partials of the block.
+        func forEachBlock(_ body: (_ t: Int, _ segment: Int, _ block: Range<Int>, _ base: UnsafePointer<Float>,
+                                   _ rowStride: Int) -> Void) {
+            func run(_ t: Int, _ workspace: Workspace) {
+                for (k, segment) in segments.enumerated() {
+                    let length = partials.blockLength(of: segment.range)
+                    let blocks = (segment.range.count + length - 1) / length
+                    for b in ChunkExecutor.part(t, of: slices, 0..<blocks) {
+                        let start = segment.range.lowerBound + b * length
+                        let block = start..<min(start + length, segment.range.upperBound)
+                        let (base, rowStride) = partials.rows(block, workspace: workspace)
+                        body(t, k, block, base, rowStride)
+                    }
+                }
+            }
+            if let executor { executor.run(chunks: slices) { t, workspace in run(t, workspace) } } else { run(0, scratch) }
         }
         sliceMaxima.withUnsafeMutableBufferPointer { sliceMaxima in
-            forEachSlice { t in
-                for (k, segment) in segments.enumerated() {
-                    // Non-negative floats order as their bit patterns, and NaN and ±inf have the
-                    // largest (all-ones exponent): one integer max finds M and flags non-finite values.
-                    let range = ChunkExecutor.part(t, of: slices, segment.range)
-                    var largest = SIMD16<UInt32>()
-                    var i = range.lowerBound
-                    while i + 16 <= range.upperBound {
-                        for r in 0..<rows {
-                            let bits = UnsafeRawPointer(partials + r * width + i).loadUnaligned(as: SIMD16<UInt32>.self)
-                            largest = pointwiseMax(largest, bits & 0x7FFF_FFFF)
-                        }
-                        i += 16
-                    }
-                    var largestBits = largest.max()
+            sliceMaxima.update(repeating: 0)
+            forEachBlock { t, k, block, base, rowStride in
+                // Non-negative floats order as their bit patterns, and NaN and ±inf have the
+                // largest (all-ones exponent): one integer max finds M and flags non-finite values.
+                var largest = SIMD16<UInt32>()
+                var i = 0
+                while i + 16 <= block.count {
                     for r in 0..<rows {
-                        let row = partials + r * width
-                        for i in i..<range.upperBound { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
+                        let bits = UnsafeRawPointer(base + r * rowStride + i).loadUnaligned(as: SIMD16<UInt32>.self)
+                        largest = pointwiseMax(largest, bits & 0x7FFF_FFFF)
                     }
-                    sliceMaxima[t * segments.count + k] = largestBits
+                    i += 16
                 }
+                var largestBits = max(largest.max(), sliceMaxima[t * segments.count + k])
+                for r in 0..<rows {
+                    let row = base + r * rowStride
+                    for i in i..<block.count { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
+                }
+                sliceMaxima[t * segments.count + k] = largestBits
             }
             for k in segments.indices {
                 let largestBits = (0..<slices).reduce(UInt32(0)) { max($0, sliceMaxima[$1 * segments.count + k]) }
@@ -80,33 +94,31 @@ public final class ExactReducer: ChunkSumReducer {
         }
         maxima.withUnsafeBufferPointer { maxima in
             integers.withUnsafeMutableBufferPointer { sums in
-                forEachSlice { t in
-                    for (k, segment) in segments.enumerated() {
-                        let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
-                        let range = ChunkExecutor.part(t, of: slices, segment.range)
-                        // round(x·2^s) to Int64 by the magic-number trick: adding 1.5·2⁵² leaves
-                        // round_half_even(x·2^s) in the low mantissa bits, exactly as
-                        // `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
-                        // x·2^s is exact, so fusing the multiply and the add changes nothing.
-                        let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
-                        let scales = SIMD8<Double>(repeating: scale), magics = SIMD8<Double>(repeating: magic)
-                        var i = range.lowerBound
-                        while i + 8 <= range.upperBound {
-                            var sum = SIMD8<Int64>()
-                            for r in 0..<rows {
-                                let x = UnsafeRawPointer(partials + r * width + i).loadUnaligned(as: SIMD8<Float>.self)
-                                let shifted = SIMD8<Double>(x) * scales + magics
-                                sum &+= unsafeBitCast(shifted, to: SIMD8<Int64>.self) &- magicBits
-                            }
-                            UnsafeMutableRawPointer(sums.baseAddress! + i).storeBytes(of: sum, as: SIMD8<Int64>.self)
-                            i += 8
+                forEachBlock { _, k, block, base, rowStride in
+                    let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
+                    // round(x·2^s) to Int64 by the magic-number trick: adding 1.5·2⁵² leaves
+                    // round_half_even(x·2^s) in the low mantissa bits, exactly as
+                    // `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
+                    // x·2^s is exact, so fusing the multiply and the add changes nothing.
+                    let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
+                    let scales = SIMD8<Double>(repeating: scale), magics = SIMD8<Double>(repeating: magic)
+                    let out = sums.baseAddress! + block.lowerBound
+                    var i = 0
+                    while i + 8 <= block.count {
+                        var sum = SIMD8<Int64>()
+                        for r in 0..<rows {
+                            let x = UnsafeRawPointer(base + r * rowStride + i).loadUnaligned(as: SIMD8<Float>.self)
+                            let shifted = SIMD8<Double>(x) * scales + magics
+                            sum &+= unsafeBitCast(shifted, to: SIMD8<Int64>.self) &- magicBits
                         }
-                        for i in i..<range.upperBound {
-                            sums[i] = 0
-                            for r in 0..<rows {
-                                let shifted = Double(partials[r * width + i]) * scale + magic
-                                sums[i] &+= Int64(bitPattern: shifted.bitPattern) &- magicBits
-                            }
+                        UnsafeMutableRawPointer(out + i).storeBytes(of: sum, as: SIMD8<Int64>.self)
+                        i += 8
+                    }
+                    for i in i..<block.count {
+                        out[i] = 0
+                        for r in 0..<rows {
+                            let shifted = Double(base[r * rowStride + i]) * scale + magic
+                            out[i] &+= Int64(bitPattern: shifted.bitPattern) &- magicBits
                         }
                     }
                 }

@@ -43,6 +43,8 @@ public final class Trainer {
     let chunkCorrect: UnsafeMutableBufferPointer<Int64>
     let pass: Pass
     let gradientSegments: [SumSegment]
+    /// Where the reduction reads the chunk partials of the gradients (some are recomputed).
+    let gradientPartials: GradientPartials
     let lossSegment = [SumSegment(name: "the loss", range: 0..<1)]
     /// Correct predictions and the stop flag, summed over ranks each step.
     private var counts: [Int64] = [0, 0]
@@ -88,6 +90,7 @@ public final class Trainer {
                     chunkGradients: chunkGradients.baseAddress!, parameterCount: layout.parameterCount,
                     executor: executor, reducer: reducer, hyper: options.layer)
         gradientSegments = layout.parameters.map { SumSegment(name: $0.name, range: $0.range) }
+        gradientPartials = GradientPartials(pass: pass, layers: network.layers)
         // Every rank starts from rank 0's weights.
         try communicator.broadcast(parameters)
     }
@@ -138,16 +141,14 @@ public final class Trainer {
         switch options.reduction {
         case .exact:
             try network.backward(activations, pass)
-            try reducer.sumChunks(chunkGradients.baseAddress!, rows: pass.chunkCount, width: parameterCount,
+            try reducer.sumChunks(gradientPartials, rows: pass.chunkCount, width: parameterCount,
                                   segments: gradientSegments, into: gradient.baseAddress!)
         case .float:
             try network.backward(activations, pass) { [self] layer in
                 let range = network.parameterRanges[layer]
                 guard !range.isEmpty else { return }
-                for i in range {
-                    var sum: Float = 0
-                    for c in 0..<pass.chunkCount { sum += chunkGradients[c * parameterCount + i] }
-                    gradient[i] = sum
+                for tensor in gradientSegments where range.contains(tensor.range.lowerBound) {
+                    sumInFloat(tensor.range)
                 }
                 try communicator.startAllreduceSum(UnsafeMutableBufferPointer(rebasing: gradient[range]))
             }
@@ -172,6 +173,20 @@ public final class Trainer {
         step += 1
         if options.checkReplicasEvery > 0 && step % options.checkReplicasEvery == 0 { try checkReplicas() }
         return result
+    }
+
+    /// `--reduction float`: this rank's sum of the chunk partials of one tensor, in Float.
+    private func sumInFloat(_ tensor: Range<Int>) {
+        let length = gradientPartials.blockLength(of: tensor)
+        for start in stride(from: tensor.lowerBound, to: tensor.upperBound, by: length) {
+            let block = start..<min(start + length, tensor.upperBound)
+            let (base, rowStride) = gradientPartials.rows(block, workspace: executor.workspaces[0])
+            for i in 0..<block.count {
+                var sum: Float = 0
+                for c in 0..<pass.chunkCount { sum += base[c * rowStride + i] }
+                gradient[block.lowerBound + i] = sum
+            }
+        }
     }
 
     /// Stops with an error unless every rank holds exactly rank 0's parameters and buffers.

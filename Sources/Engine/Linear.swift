@@ -1,6 +1,9 @@
 /// `nn.Linear(in, out)`: y = x·Wᵀ + b with weight `[out, in]` and bias `[out]`.
 /// Each output is one fixed-order FMA chain over the inputs, started from the bias.
-public final class Linear: Layer {
+///
+/// The weight's gradient partials are deferred (`DeferredGradients`): backward keeps the
+/// output gradient, and a reduction recomputes each chunk's dyᵀ · x by blocks of rows.
+public final class Linear: DeferredGradients {
     public let inFeatures, outFeatures: Int
     let weightOffset, biasOffset: Int
     /// Wᵀ as `[in, out]`, rebuilt once per forward pass so that `gemm` reads contiguous rows;
@@ -21,7 +24,16 @@ public final class Linear: Layer {
         biasOffset = layout.declare("\(name).bias", shape: [outFeatures], initializer: initScheme.bias(fanIn: inFeatures))
     }
 
-    deinit { transposedStorage?.deallocate() }
+    /// The last backward's input and a copy of its output gradient (the pass's gradient
+    /// buffers are reused by the layers before this one), for `deferredPartials`.
+    private var savedInput: UnsafePointer<Float>?
+    private var savedGradient: UnsafeMutablePointer<Float>?
+    private var savedCapacity = 0
+
+    deinit {
+        transposedStorage?.deallocate()
+        savedGradient?.deallocate()
+    }
 
     public var description: String { "Linear(in_features=\(inFeatures), out_features=\(outFeatures))" }
     // Stored, not computed: layers read their sizes on every call, and a fresh array allocates.
@@ -45,21 +57,40 @@ public final class Linear: Layer {
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         let weight = pass.parameters + weightOffset
+        if savedCapacity < pass.sampleCount * outFeatures {
+            savedGradient?.deallocate()
+            savedCapacity = pass.sampleCount * outFeatures
+            savedGradient = .allocate(capacity: savedCapacity)
+        }
+        let saved = savedGradient!
+        savedInput = x
         pass.forEachChunk { first, count, chunk, _ in
-            let grads = pass.gradients(ofChunk: chunk)
-            let dBias = grads + biasOffset
+            let dBias = pass.gradients(ofChunk: chunk) + biasOffset
             let dOut = dy + first * outFeatures
+            (saved + first * outFeatures).update(from: dOut, count: count * outFeatures)
             dBias.update(repeating: 0, count: outFeatures)
             for s in 0..<count {
                 for o in 0..<outFeatures { dBias[o] += dOut[s * outFeatures + o] }
             }
-            // dW = dyᵀ · x: each element's chain runs over the chunk's samples in order.
-            gemm(m: outFeatures, n: inFeatures, k: count, a: dOut, aRowStride: 1, aColStride: outFeatures,
-                 b: x + first * inFeatures, ldb: inFeatures, c: grads + weightOffset, ldc: inFeatures, accumulate: false)
             if let dx {
                 gemm(m: count, n: inFeatures, k: outFeatures, a: dOut, aRowStride: outFeatures, aColStride: 1,
                      b: weight, ldb: inFeatures, c: dx + first * inFeatures, ldc: inFeatures, accumulate: false)
             }
+        }
+    }
+
+    public var deferredRange: Range<Int> { weightOffset..<(weightOffset + outFeatures * inFeatures) }
+    /// Eight rows of the weight: the rows of one pass of gemm's 8-row kernel.
+    public var deferredBlockLength: Int { 8 * inFeatures }
+
+    /// dW = dyᵀ · x per chunk: each element's chain runs over the chunk's samples in order.
+    public func deferredPartials(_ block: Range<Int>, into partials: UnsafeMutablePointer<Float>, pass: Pass) {
+        let firstRow = (block.lowerBound - weightOffset) / inFeatures, rows = block.count / inFeatures
+        for chunk in 0..<pass.chunkCount {
+            let samples = pass.samples(ofChunk: chunk)
+            gemm(m: rows, n: inFeatures, k: samples.count, a: savedGradient! + samples.lowerBound * outFeatures + firstRow,
+                 aRowStride: 1, aColStride: outFeatures, b: savedInput! + samples.lowerBound * inFeatures, ldb: inFeatures,
+                 c: partials + chunk * block.count, ldc: inFeatures, accumulate: false)
         }
     }
 }

@@ -8,14 +8,49 @@ public struct SumSegment: Sendable {
     }
 }
 
+/// Per-chunk partial sums of some values, read block by block by a reduction: `rows` chunks ×
+/// the values, each chunk's partials of a block contiguous.
+public protocol ChunkPartials {
+    /// The blocks a reduction reads `range` in: consecutive runs of at most this many values,
+    /// the first starting at `range.lowerBound` (`range` is one tensor).
+    func blockLength(of range: Range<Int>) -> Int
+    /// Where each chunk's partials of `block` start: chunk r's at `base + r·rowStride`. Valid
+    /// until the next call with the same workspace.
+    func rows(_ block: Range<Int>, workspace: Workspace) -> (base: UnsafePointer<Float>, rowStride: Int)
+}
+
+/// Partials stored as `rows` × `width` floats, row-major.
+public struct StoredPartials: ChunkPartials {
+    public let base: UnsafePointer<Float>
+    public let width: Int
+    public init(_ base: UnsafePointer<Float>, width: Int) {
+        self.base = base
+        self.width = width
+    }
+    /// Blocks only so that threads can share a long tensor.
+    public func blockLength(of range: Range<Int>) -> Int { 4096 }
+    public func rows(_ block: Range<Int>, workspace: Workspace) -> (base: UnsafePointer<Float>, rowStride: Int) {
+        (base + block.lowerBound, width)
+    }
+}
+
 /// Turns per-chunk partial sums into the sum over every chunk of the global batch, on every
 /// rank. The engine only states what it needs; `Distributed` provides the exact
 /// implementation (64-bit fixed point across chunks and ranks, design §2.4).
 public protocol ChunkSumReducer: AnyObject {
-    /// `partials` holds `rows` local chunks × `width` floats, row-major; `result` receives the
-    /// `width` global sums. Throws if a value is NaN or infinite, naming its segment.
-    func sumChunks(_ partials: UnsafePointer<Float>, rows: Int, width: Int,
-                   segments: [SumSegment], into result: UnsafeMutablePointer<Float>) throws
+    /// `partials` holds `rows` local chunks' partials of `width` values; `result` receives the
+    /// `width` global sums of the values the segments cover. Throws if a value is NaN or
+    /// infinite, naming its segment. Segments are whole tensors.
+    func sumChunks<Partials: ChunkPartials>(_ partials: Partials, rows: Int, width: Int, segments: [SumSegment],
+                                            into result: UnsafeMutablePointer<Float>) throws
+}
+
+extension ChunkSumReducer {
+    /// The same, for partials stored as `rows` × `width` floats, row-major.
+    public func sumChunks(_ partials: UnsafePointer<Float>, rows: Int, width: Int, segments: [SumSegment],
+                          into result: UnsafeMutablePointer<Float>) throws {
+        try sumChunks(StoredPartials(partials, width: width), rows: rows, width: width, segments: segments, into: result)
+    }
 }
 
 /// Per-thread scratch memory, grown on first use and then reused: no allocation per step.
@@ -116,7 +151,7 @@ public struct LayerHyperparameters: Sendable, Equatable {
 /// `backward` see the whole rank's share of the batch and work chunk by chunk through
 /// `pass.forEachChunk`. `backward` runs after `forward` on the same input and overwrites
 /// `dx` (nil for the first layer) and its parameters' gradients in every chunk's partials
-/// (so nothing has to clear them between steps).
+/// (so nothing has to clear them between steps), unless it defers them (`DeferredGradients`).
 public protocol Layer: AnyObject {
     /// PyTorch's name of the module, e.g. "Conv2d(1, 32, kernel_size=3)".
     var description: String { get }
@@ -130,6 +165,49 @@ public protocol Layer: AnyObject {
 extension Layer {
     public var inputSize: Int { inputShape.reduce(1, *) }
     public var outputSize: Int { outputShape.reduce(1, *) }
+}
+
+/// A layer that stores no per-chunk partials of some of its parameters' gradients: it keeps
+/// what they are computed from and recomputes them whenever a reduction reads them (twice:
+/// for the maximum, then for the sum). That costs `chunkSize` multiply-adds per value, far
+/// less than writing and twice reading a value that lives in no cache (a Linear weight).
+public protocol DeferredGradients: Layer {
+    /// The parameters (absolute indices, one tensor) whose partials are deferred.
+    var deferredRange: Range<Int> { get }
+    /// Values per block the layer computes at once (see `ChunkPartials.blockLength`).
+    var deferredBlockLength: Int { get }
+    /// Every chunk's partials of `block` (within `deferredRange`) after the last backward,
+    /// into `partials` as chunks × `block.count` floats.
+    func deferredPartials(_ block: Range<Int>, into partials: UnsafeMutablePointer<Float>, pass: Pass)
+}
+
+/// The gradient partials of a pass: stored in `pass.chunkGradients`, or recomputed by the
+/// layers that defer them.
+public struct GradientPartials: ChunkPartials {
+    let pass: Pass
+    let deferring: [DeferredGradients]
+
+    public init(pass: Pass, layers: [Layer]) {
+        self.pass = pass
+        deferring = layers.compactMap { $0 as? DeferredGradients }
+    }
+
+    private var stored: StoredPartials { StoredPartials(pass.chunkGradients!, width: pass.parameterCount) }
+
+    private func deferrer(of range: Range<Int>) -> DeferredGradients? {
+        deferring.first { $0.deferredRange.contains(range.lowerBound) }
+    }
+
+    public func blockLength(of range: Range<Int>) -> Int {
+        deferrer(of: range)?.deferredBlockLength ?? stored.blockLength(of: range)
+    }
+
+    public func rows(_ block: Range<Int>, workspace: Workspace) -> (base: UnsafePointer<Float>, rowStride: Int) {
+        guard let layer = deferrer(of: block) else { return stored.rows(block, workspace: workspace) }
+        let partials = workspace.floats(0, count: pass.chunkCount * block.count)
+        layer.deferredPartials(block, into: partials, pass: pass)
+        return (UnsafePointer(partials), block.count)
+    }
 }
 
 /// A layer that can apply ReLU to its output as it writes it and mask its output gradient

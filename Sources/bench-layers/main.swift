@@ -35,8 +35,9 @@ struct Options {
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
-/// Seconds per layer and timed step, forward and backward: `[layer][step]`.
-func measure(_ network: Network, _ options: Options) throws -> (forward: [[Double]], backward: [[Double]]) {
+/// Seconds per layer and timed step, forward and backward: `[layer][step]`; and per step,
+/// the exact reduction of the gradients' chunk partials (its local passes: one rank).
+func measure(_ network: Network, _ options: Options) throws -> (forward: [[Double]], backward: [[Double]], reduction: [Double]) {
     var initialParameters: [Float] = [], initialBuffers: [Float] = []
     network.layout.initialize(parameters: &initialParameters, buffers: &initialBuffers, seed: 1)
     let chunks = (options.batch + options.chunk - 1) / options.chunk
@@ -58,6 +59,11 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [[Doubl
                     chunkGradients: chunkGradients.baseAddress!,
                     parameterCount: network.parameterCount, executor: ChunkExecutor(threads: options.threads),
                     reducer: ExactReducer(communicator: SerialCommunicator()), hyper: LayerHyperparameters())
+    let partials = GradientPartials(pass: pass, layers: network.layers)
+    let segments = network.layout.parameters.map { SumSegment(name: $0.name, range: $0.range) }
+    let gradient = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, network.parameterCount))
+    defer { gradient.deallocate() }
+    var reduction: [Double] = []
     let warmup = 10
     for step in 0..<(warmup + options.steps) {
         let timed = step >= warmup
@@ -75,8 +81,12 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [[Doubl
             if timed { backward[done].append(time - previous) }
             previous = time
         }
+        previous = now()
+        try pass.reducer.sumChunks(partials, rows: chunks, width: network.parameterCount, segments: segments,
+                                   into: gradient.baseAddress!)
+        if timed { reduction.append(now() - previous) }
     }
-    return (forward, backward)
+    return (forward, backward, reduction)
 }
 
 /// The median, not the mean: this machine's noise comes in bursts that would dominate a mean.
@@ -89,7 +99,7 @@ func median(_ values: [Double]) -> Double {
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 do {
     let network = try Network(spec: try ModelSpec(options.model), inputShape: options.input, classes: 10)
-    let (forward, backward) = try measure(network, options)
+    let (forward, backward, reduction) = try measure(network, options)
     var total = 0.0
     print("layer                                      forward ms  backward ms")
     for (l, layer) in network.layers.enumerated() {
@@ -98,7 +108,11 @@ do {
         let name = network.fusedIntoPrevious[l] ? "  \(layer.description) (fused)" : layer.description
         print(name.padding(toLength: 42, withPad: " ", startingAt: 0), String(format: "%9.3f  %11.3f", f, b))
     }
-    print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers only, medians of %d steps)",
+    let reduce = median(reduction) * 1000
+    total += reduce
+    print("exact gradient reduction (local passes)".padding(toLength: 42, withPad: " ", startingAt: 0),
+          String(format: "%9s  %11.3f", "", reduce))
+    print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers and reduction, medians of %d steps)",
                  total, options.batch, Double(options.batch) / total * 1000, options.steps))
 } catch {
     FileHandle.standardError.write(Data("bench-layers: \(error)\n".utf8))

@@ -86,7 +86,7 @@ final class CNNStepFixtureTests: XCTestCase {
                                               gradient: activations.outputGradient, chunkLoss: &chunkLoss,
                                               chunkCorrect: &chunkCorrect)
                         try network.backward(activations, pass)
-                        try reducer.sumChunks(partials.baseAddress!, rows: chunks, width: count,
+                        try reducer.sumChunks(GradientPartials(pass: pass, layers: network.layers), rows: chunks, width: count,
                                               segments: network.layout.parameters.map { SumSegment(name: $0.name, range: $0.range) },
                                               into: &gradient)
                     }

@@ -146,11 +146,20 @@ public final class LayerHarness {
                                     parameters: params.baseAddress!, buffers: bufs.baseAddress!,
                                     chunkGradients: grads.baseAddress!, parameterCount: p, executor: executor,
                                     reducer: reducer, hyper: hyper)
-                    try layer.forward(&y, &xs, pass)
-                    try layer.backward(&dx, &dys, &xs, &y, pass)
-                    if p > 0 {
-                        try reducer.sumChunks(grads.baseAddress!, rows: chunks, width: p,
-                                              segments: [SumSegment(name: "gradients", range: 0..<p)], into: &gradients)
+                    try xs.withUnsafeBufferPointer { xs in
+                        try layer.forward(&y, xs.baseAddress!, pass)
+                        try layer.backward(&dx, &dys, xs.baseAddress!, &y, pass)
+                        // A deferred tensor is its own segment, as in the trainer (which reduces per tensor).
+                        var tensors = [0..<p]
+                        if let deferring = layer as? DeferredGradients {
+                            let d = deferring.deferredRange
+                            tensors = [0..<d.lowerBound, d, d.upperBound..<p].filter { !$0.isEmpty }
+                        }
+                        if p > 0 {
+                            try reducer.sumChunks(GradientPartials(pass: pass, layers: [layer]), rows: chunks, width: p,
+                                                  segments: tensors.map { SumSegment(name: "gradients", range: $0) },
+                                                  into: &gradients)
+                        }
                     }
                 }
             }
