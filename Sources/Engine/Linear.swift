@@ -44,7 +44,7 @@ public final class Linear: DeferredGradients {
         if transposedStorage == nil { transposedStorage = .allocate(capacity: inFeatures * outFeatures) }
         let weightTransposed = transposedStorage!
         transpose(pass.parameters + weightOffset, rows: outFeatures, cols: inFeatures, into: weightTransposed)
-        pass.forEachChunk { first, count, _, _ in
+        pass.forEachShare { first, count, _ in
             let out = y + first * outFeatures
             for s in 0..<count {
                 (out + s * outFeatures).update(from: bias, count: outFeatures)
@@ -67,14 +67,17 @@ public final class Linear: DeferredGradients {
         pass.forEachChunk { first, count, chunk, _ in
             let dBias = pass.gradients(ofChunk: chunk) + biasOffset
             let dOut = dy + first * outFeatures
-            (saved + first * outFeatures).update(from: dOut, count: count * outFeatures)
             dBias.update(repeating: 0, count: outFeatures)
             for s in 0..<count {
                 for o in 0..<outFeatures { dBias[o] += dOut[s * outFeatures + o] }
             }
+        }
+        pass.forEachShare { first, count, _ in
+            (saved + first * outFeatures).update(from: dy + first * outFeatures, count: count * outFeatures)
             if let dx {
-                gemm(m: count, n: inFeatures, k: outFeatures, a: dOut, aRowStride: outFeatures, aColStride: 1,
-                     b: weight, ldb: inFeatures, c: dx + first * inFeatures, ldc: inFeatures, accumulate: false)
+                gemm(m: count, n: inFeatures, k: outFeatures, a: dy + first * outFeatures, aRowStride: outFeatures,
+                     aColStride: 1, b: weight, ldb: inFeatures, c: dx + first * inFeatures, ldc: inFeatures,
+                     accumulate: false)
             }
         }
     }

@@ -130,6 +130,19 @@ public final class Pass {
         }
     }
 
+    /// Runs `body(first sample, sample count, workspace)` once per thread, over the samples of
+    /// the chunks that thread takes in `forEachChunk`: for work whose rows do not depend on
+    /// the chunking, so that an operand shared by every row (a weight) is streamed once per
+    /// thread instead of once per chunk.
+    public func forEachShare(_ body: (_ first: Int, _ count: Int, _ workspace: Workspace) -> Void) {
+        let parts = min(executor.threadCount, chunkCount)
+        executor.run(chunks: parts) { t, workspace in
+            let chunks = ChunkExecutor.part(t, of: parts, 0..<chunkCount)
+            let first = chunks.lowerBound * chunkSize, end = min(chunks.upperBound * chunkSize, sampleCount)
+            body(first, end - first, workspace)
+        }
+    }
+
     /// The gradient partials of chunk `c`.
     public func gradients(ofChunk c: Int) -> UnsafeMutablePointer<Float> {
         chunkGradients! + c * parameterCount
