@@ -54,11 +54,14 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [[Doubl
     let labels = (0..<options.batch).map { UInt8($0 % 10) }
     var chunkLoss = [Float](repeating: 0, count: chunks), chunkCorrect = [Int64](repeating: 0, count: chunks)
     var forward = [[Double]](repeating: [], count: network.layers.count), backward = forward
+    // As the trainer sets them up: the reduction's passes split over the same threads.
+    let executor = ChunkExecutor(threads: options.threads), reducer = ExactReducer(communicator: SerialCommunicator())
+    reducer.executor = executor
     let pass = Pass(sampleCount: options.batch, chunkSize: options.chunk, globalSampleCount: options.batch,
                     training: true, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!,
                     chunkGradients: chunkGradients.baseAddress!,
-                    parameterCount: network.parameterCount, executor: ChunkExecutor(threads: options.threads),
-                    reducer: ExactReducer(communicator: SerialCommunicator()), hyper: LayerHyperparameters())
+                    parameterCount: network.parameterCount, executor: executor, reducer: reducer,
+                    hyper: LayerHyperparameters())
     let partials = GradientPartials(pass: pass, layers: network.layers)
     let segments = network.layout.parameters.map { SumSegment(name: $0.name, range: $0.range) }
     let gradient = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, network.parameterCount))
@@ -111,7 +114,7 @@ do {
     let reduce = median(reduction) * 1000
     total += reduce
     print("exact gradient reduction (local passes)".padding(toLength: 42, withPad: " ", startingAt: 0),
-          String(format: "%9s  %11.3f", "", reduce))
+          String(repeating: " ", count: 9), String(format: "  %11.3f", reduce))
     print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers and reduction, medians of %d steps)",
                  total, options.batch, Double(options.batch) / total * 1000, options.steps))
 } catch {
