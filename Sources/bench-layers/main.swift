@@ -114,7 +114,7 @@ do {
     let reduce = median(reduction) * 1000
     total += reduce
     print("exact gradient reduction (local passes)".padding(toLength: 42, withPad: " ", startingAt: 0),
-          String(repeating: " ", count: 9), String(format: "  %11.3f", reduce))
+          String(repeating: " ", count: 9), String(format: " %11.3f", reduce))
     print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers and reduction, medians of %d steps)",
                  total, options.batch, Double(options.batch) / total * 1000, options.steps))
 } catch {
