@@ -1,3 +1,4 @@
+import DistributedTraining
 import Engine
 import Foundation
 import XCTest
@@ -76,6 +77,50 @@ final class KernelTests: XCTestCase {
                 gemm(m: m, n: n, k: k, a: source, aRowStride: 0, aColStride: 0, aRowOffsets: rowOffsets,
                      aColOffsets: colOffsets, b: b, ldb: n, c: &got, ldc: n, accumulate: accumulate)
                 XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "m \(m) n \(n) k \(k) accumulate \(accumulate)")
+            }
+        }
+    }
+
+    /// A Linear layer's deferred weight-gradient partials, recomputed block by block when a
+    /// reduction reads them, are bit for bit the chunk's dyᵀ·x as one gemm computes it (the
+    /// partials the layer used to store), for uneven chunks and a last block of fewer rows.
+    func testDeferredLinearPartialsMatchTheStoredProductBitForBit() throws {
+        let (inputs, outputs, samples, chunkSize) = (37, 13, 7, 3)
+        var layout = ParameterLayout()
+        let layer = try Linear(name: "fc", inShape: [inputs], outFeatures: outputs, layout: &layout, initScheme: .default)
+        let x = values(samples * inputs, "x"), dy = values(samples * outputs, "dy")
+        var parameters = values(layout.parameterCount, "w")
+        let chunks = (samples + chunkSize - 1) / chunkSize
+        var chunkGradients = [Float](repeating: 0, count: chunks * layout.parameterCount)
+        var y = [Float](repeating: 0, count: samples * outputs), dx = [Float](repeating: 0, count: samples * inputs)
+        try x.withUnsafeBufferPointer { x in
+            try parameters.withUnsafeMutableBufferPointer { parameters in
+                try chunkGradients.withUnsafeMutableBufferPointer { grads in
+                    let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: samples, training: true,
+                                    parameters: parameters.baseAddress!, buffers: parameters.baseAddress!,
+                                    chunkGradients: grads.baseAddress!, parameterCount: layout.parameterCount,
+                                    executor: ChunkExecutor(threads: 1), reducer: ExactReducer(communicator: SerialCommunicator()),
+                                    hyper: LayerHyperparameters())
+                    try layer.forward(&y, x.baseAddress!, pass)
+                    try layer.backward(&dx, dy, x.baseAddress!, &y, pass)
+                    let partials = GradientPartials(pass: pass, layers: [layer])
+                    let weight = layer.deferredRange, length = partials.blockLength(of: weight)
+                    XCTAssertEqual(length % inputs, 0, "blocks are whole weight rows")
+                    for start in stride(from: weight.lowerBound, to: weight.upperBound, by: length) {
+                        let block = start..<min(start + length, weight.upperBound)
+                        let (base, rowStride) = partials.rows(block, workspace: pass.executor.workspaces[0])
+                        for chunk in 0..<chunks {
+                            let range = pass.samples(ofChunk: chunk)
+                            var stored = [Float](repeating: 0, count: outputs * inputs)
+                            gemm(m: outputs, n: inputs, k: range.count, a: Array(dy[(range.lowerBound * outputs)...]),
+                                 aRowStride: 1, aColStride: outputs, b: x.baseAddress! + range.lowerBound * inputs,
+                                 ldb: inputs, c: &stored, ldc: inputs, accumulate: false)
+                            let expected = stored[(block.lowerBound - weight.lowerBound)..<(block.upperBound - weight.lowerBound)]
+                            let got = (0..<block.count).map { base[chunk * rowStride + $0] }
+                            XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "chunk \(chunk), block \(block)")
+                        }
+                    }
+                }
             }
         }
     }
