@@ -10,8 +10,10 @@ import Glibc
 ///
 /// The threads persist: the caller is thread 0 and `threads − 1` workers wait for work,
 /// spinning briefly before they sleep, so that a layer's parallel region costs a few atomic
-/// operations rather than a dispatch. Thread t always takes the t-th share, so a chunk's
-/// activations stay in the cache of the core that produced them from one layer to the next.
+/// operations rather than a dispatch. Thread t first takes the t-th share, so a chunk's
+/// activations stay in the cache of the core that produced them from one layer to the next;
+/// then it takes the chunks other threads have not started yet, so that a thread slowed down
+/// (by another process on its core, or asleep) does not hold up the region.
 public final class ChunkExecutor {
     public let threadCount: Int
     public let workspaces: [Workspace]
@@ -53,16 +55,22 @@ private final class Team: @unchecked Sendable {
     private let generation = Atomic<Int>(0)
     /// Workers yet to finish the current region.
     private let remaining = Atomic<Int>(0)
+    /// Per thread, the next unclaimed chunk of its share and the share's end.
+    private let shares: [Share]
     private let stopping = Atomic<Bool>(false)
     private let sleepers: [Sleeper]
     private let workspaces: [Workspace]
     /// The current region's work, set before `generation` moves and cleared after every
     /// worker is done with it.
     private var body: ((Int, Workspace) -> Void)?
-    private var chunks = 0
     /// About 0.1 ms of polling before a worker sleeps: longer than the gap between layers,
     /// short enough not to steal a core from another process for long.
     private static let spinLimit = 100_000
+
+    final class Share: @unchecked Sendable {
+        let next = Atomic<Int>(0)
+        var end = 0
+    }
 
     final class Sleeper: @unchecked Sendable {
         let asleep = Atomic<Bool>(false)
@@ -73,6 +81,7 @@ private final class Team: @unchecked Sendable {
         self.workspaces = workspaces
         let workers = workspaces.count - 1
         sleepers = (0..<workers).map { _ in Sleeper() }
+        shares = workspaces.map { _ in Share() }
         for worker in 1...workers {
             let thread = Thread { [self] in work(as: worker) }
             thread.name = "chunk-worker-\(worker)"
@@ -84,7 +93,12 @@ private final class Team: @unchecked Sendable {
     /// and returns when all are done.
     func run(chunks: Int, _ body: @escaping (Int, Workspace) -> Void) {
         self.body = body
-        self.chunks = chunks
+        let threads = min(shares.count, chunks)
+        for (t, share) in shares.enumerated() {
+            let range = t < threads ? ChunkExecutor.part(t, of: threads, 0..<chunks) : 0..<0
+            share.next.store(range.lowerBound, ordering: .relaxed)
+            share.end = range.upperBound
+        }
         remaining.store(sleepers.count, ordering: .relaxed)
         generation.add(1, ordering: .sequentiallyConsistent)
         wakeSleepers()
@@ -97,12 +111,17 @@ private final class Team: @unchecked Sendable {
         self.body = nil
     }
 
-    /// Thread t's chunks of the current region (none when there are fewer chunks than threads).
+    /// Thread t's chunks of the current region: its own share, then any chunk of another
+    /// share not yet claimed (each claim takes the share's next chunk, so every chunk runs once).
     private func runShare(_ t: Int) {
-        let threads = min(workspaces.count, chunks)
-        guard t < threads, let body else { return }
-        for c in ChunkExecutor.part(t, of: threads, 0..<chunks) {
-            body(c, workspaces[t])
+        guard let body else { return }
+        for v in 0..<shares.count {
+            let share = shares[(t + v) % shares.count]
+            while true {
+                let c = share.next.wrappingAdd(1, ordering: .relaxed).oldValue
+                if c >= share.end { break }
+                body(c, workspaces[t])
+            }
         }
     }
 
