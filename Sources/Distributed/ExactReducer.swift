@@ -62,6 +62,9 @@ public final class ExactReducer: ChunkSumReducer {
             }
             if let executor { executor.run(chunks: slices) { t, workspace in run(t, workspace) } } else { run(0, scratch) }
         }
+        func forEachSlice(_ body: (_ t: Int) -> Void) {
+            if let executor { executor.run(chunks: slices) { t, _ in body(t) } } else { body(0) }
+        }
         sliceMaxima.withUnsafeMutableBufferPointer { sliceMaxima in
             sliceMaxima.update(repeating: 0)
             forEachBlock { t, k, block, base, rowStride in
@@ -125,10 +128,23 @@ public final class ExactReducer: ChunkSumReducer {
             }
         }
         try integers.withUnsafeMutableBufferPointer { try communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: $0[0..<width])) }
-        for (k, segment) in segments.enumerated() {
-            let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
-            for i in segment.range {
-                result[i] = Float(Double(Float(integers[i])) * unscale)
+        // Back to Float: Float(Σq) rounds once; the power-of-two scaling in Double is exact.
+        integers.withUnsafeBufferPointer { sums in
+            maxima.withUnsafeBufferPointer { maxima in
+                forEachSlice { t in
+                    for (k, segment) in segments.enumerated() {
+                        let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
+                        let range = ChunkExecutor.part(t, of: slices, segment.range)
+                        var i = range.lowerBound
+                        while i + 8 <= range.upperBound {
+                            let q = UnsafeRawPointer(sums.baseAddress! + i).loadUnaligned(as: SIMD8<Int64>.self)
+                            let value = SIMD8<Float>(SIMD8<Double>(SIMD8<Float>(q)) * unscale)
+                            UnsafeMutableRawPointer(result + i).storeBytes(of: value, as: SIMD8<Float>.self)
+                            i += 8
+                        }
+                        for i in i..<range.upperBound { result[i] = Float(Double(Float(sums[i])) * unscale) }
+                    }
+                }
             }
         }
     }
