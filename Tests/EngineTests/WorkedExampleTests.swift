@@ -59,6 +59,47 @@ final class WorkedExampleTests: XCTestCase {
         XCTAssertEqual(dTied, [5, 0, 0, 0])
     }
 
+    /// Rows of at least 8 windows go through the vector path, 16 windows at a time: it must
+    /// pick the same first maximum as the rule above, with ties, NaN (which wins, the first
+    /// one) and ±0, across a partial block, uneven chunks on two threads, and the last plane
+    /// of the batch (where vectors would read past the input).
+    func testVectorMaxPoolingKeepsTheFirstMaximumRule() throws {
+        let (channels, height, width, samples) = (3, 6, 38, 5)
+        let pool = try MaxPool2d(name: "maxpool", inShape: [channels, height, width], kernel: 2, stride: 2)
+        let (outHeight, outWidth) = (height / 2, width / 2)
+        let rng = CounterRNG(seed: 5, stream: "pool")
+        let x: [Float] = (0..<(samples * channels * height * width)).map { i in
+            switch rng.integer(UInt64(i), below: 10) {
+            case 0: return .nan
+            case 1: return -0.0
+            case 2: return 0
+            default: return Float(rng.integer(UInt64(i) + 1_000_000, below: 4))  // many ties
+            }
+        }
+        let dy = (0..<(samples * channels * outHeight * outWidth)).map { Float($0 + 1) }
+        var expectedY: [Float] = [], expectedDx = [Float](repeating: 0, count: x.count)
+        for p in 0..<(samples * channels) {
+            for oy in 0..<outHeight {
+                for ox in 0..<outWidth {
+                    var best = p * height * width + 2 * oy * width + 2 * ox
+                    for i in [best + 1, best + width, best + width + 1] where !(x[i] <= x[best]) && x[best] == x[best] {
+                        best = i
+                    }
+                    expectedY.append(x[best])
+                    expectedDx[best] = dy[expectedY.count - 1]
+                }
+            }
+        }
+        let (y, dx, _) = try LayerHarness(parameterCount: 0, bufferCount: 0, threads: 2)
+            .run(pool, x: x, dy: dy, samples: samples, chunkSize: 2)
+        if let i = y.indices.first(where: { y[$0].bitPattern != expectedY[$0].bitPattern }) {
+            XCTFail("output \(i): \(y[i]), expected \(expectedY[i])")
+        }
+        if let i = dx.indices.first(where: { dx[$0].bitPattern != expectedDx[$0].bitPattern }) {
+            XCTFail("input gradient \(i): \(dx[i]), expected \(expectedDx[i])")
+        }
+    }
+
     /// Ten equal logits: every p = 1/10, so loss = −ln(1/10) = ln 10 = 2.302585093…, and with a
     /// batch of one the gradient is p − onehot = 0.1, except −0.9 at the label. argmax of a tie
     /// is the first index, so the prediction is class 0: wrong for label 3.
