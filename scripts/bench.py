@@ -336,12 +336,18 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
   through two tables (for seed-cnn's second convolution that saves writing a 139 KB matrix per
   sample). Forward computes the output transposed, positions as rows, and transposes it into
   NCHW with the ReLU; only when a filter has fewer weights than there are filters (conv1's 9
-  against 32) is building im2col the smaller copy, and forward does that instead.
+  against 32) is building im2col the smaller copy, and forward does that instead. The input
+  gradient's product is computed as dcolsᵀ = dyᵀ·W with columns in (ky, kx, channel) order, so
+  col2im adds whole channel vectors (channels-last) and transposes once, instead of adding rows
+  of 11 floats with scalar tails.
 - **Fused ReLU**: a ReLU after a convolution runs in the convolution's output copy, and its
   gradient mask in the max pool after it (from the pooled values), so neither pass touches the
   5.5 MB first-layer activation. Same bits as the layers apart.
-- **Threads that persist**: a rank's chunk threads spin briefly, then sleep, between layers;
-  thread t always takes the same chunks, so a chunk's activations stay in its core's cache.
+- **Threads that persist, and share the slack**: a rank's chunk threads spin briefly, then
+  sleep, between layers. Thread t first takes its own contiguous share of chunks, so a chunk's
+  activations stay in its core's cache, then claims chunks of other shares not yet started, so a
+  thread slowed by another process on its core (or still waking up) does not hold up the layer.
+  A chunk's result does not depend on its thread, so neither do the bits.
 - **No step-sized clearing or scalar loops**: layers overwrite their gradient partials instead
   of adding into cleared ones; the exact reduction's maximum and fixed-point passes are explicit
   vector loops split over the threads, as is the SGD update.
@@ -350,7 +356,11 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
   8) is not stored. Backward keeps its output gradient; the exact reduction recomputes each
   chunk's dyᵀ·x eight weight rows at a time, once for the maximum and once for the fixed-point
   sum, while they sit in cache: 16 multiply-adds per weight instead of writing it and reading it
-  twice from memory. The chains are those of the stored version, so the bits are too.
+  twice from memory. The chains are those of the stored version, so the bits are too. The
+  layer's forward and input-gradient products run once per thread over all its samples
+  (`Pass.forEachShare`), so the 800 kB weight is streamed once per thread, not once per chunk.
+- **Vector max pooling**: a 2 × 2 pool takes 16 windows at a time from the even and odd halves
+  of a row pair, with the same first-maximum rule (NaN wins) as the element-by-element code.
 """
 
 
