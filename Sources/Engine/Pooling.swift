@@ -56,12 +56,14 @@ public final class MaxPool2d: Layer {
             argmaxStorage = .allocate(capacity: argmaxCapacity)
         }
         let indices = argmaxStorage!
+        let inputEnd = x + pass.sampleCount * inputSize
         pass.forEachChunk { first, count, _, _ in
+            let outputEnd = y + (first + count) * outputSize
             for p in (first * planes)..<((first + count) * planes) {
                 let plane = x + p * inPlane, out = y + p * outPlane
                 let index = indices + p * outPlane
                 if g.kernel == 2 && g.stride == 2 {
-                    maxPool2x2(plane, out, index)
+                    maxPool2x2(plane, out, index, inputEnd: inputEnd, outputEnd: outputEnd)
                     continue
                 }
                 for oy in 0..<g.outHeight {
@@ -87,9 +89,59 @@ public final class MaxPool2d: Layer {
         }
     }
 
-    /// The common 2×2, stride-2 case unrolled, with the same first-maximum rule.
+    /// The common 2×2, stride-2 case, 16 outputs at a time with the same first-maximum rule:
+    /// a row pair's even and odd columns are the window's four candidates, taken in row-major
+    /// order. Loads may run past the row pair (never past `inputEnd`); stores past an output
+    /// row land on outputs this thread stores later (never past `outputEnd`, the chunk's end).
     @inline(__always)
-    private func maxPool2x2(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ index: UnsafeMutablePointer<Int32>) {
+    private func maxPool2x2(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                            _ index: UnsafeMutablePointer<Int32>, inputEnd: UnsafePointer<Float>,
+                            outputEnd: UnsafeMutablePointer<Float>) {
+        let g = geometry, width = g.width
+        // Rows of fewer than 8 outputs fill too few lanes to pay for the shuffles.
+        guard g.outWidth >= 8, plane + (2 * g.outHeight - 1) * width + 2 * (g.outWidth - 1) + 32 <= inputEnd else {
+            return maxPool2x2Scalar(plane, out, index)
+        }
+        let lanes = SIMD16<Int32>(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+        for oy in 0..<g.outHeight {
+            let topRow = 2 * oy * width
+            for ox0 in stride(from: 0, to: g.outWidth, by: 16) {
+                let top = plane + topRow + 2 * ox0, bottom = top + width
+                let o = oy * g.outWidth + ox0, count = min(16, g.outWidth - ox0)
+                let t = SIMD32<Float>(lowHalf: load16(top), highHalf: load16(top + 16))
+                let b = SIMD32<Float>(lowHalf: load16(bottom), highHalf: load16(bottom + 16))
+                // `v` wins if greater, or if it is the window's first NaN (as in the scalar rule).
+                var best = t.evenHalf, offset = SIMD16<Int32>(repeating: 0)
+                let v1 = t.oddHalf
+                let w1 = .!(v1 .<= best) .& (best .== best)
+                best.replace(with: v1, where: w1)
+                offset.replace(with: 1, where: w1)
+                let v2 = b.evenHalf
+                let w2 = .!(v2 .<= best) .& (best .== best)
+                best.replace(with: v2, where: w2)
+                offset.replace(with: Int32(width), where: w2)
+                let v3 = b.oddHalf
+                let w3 = .!(v3 .<= best) .& (best .== best)
+                best.replace(with: v3, where: w3)
+                offset.replace(with: Int32(width + 1), where: w3)
+                let positions = lanes &+ Int32(topRow + 2 * ox0) &+ offset
+                if out + o + 16 <= outputEnd {
+                    store16(best, out + o)
+                    UnsafeMutableRawPointer(index + o).storeBytes(of: positions, as: SIMD16<Int32>.self)
+                } else {
+                    for lane in 0..<count {
+                        out[o + lane] = best[lane]
+                        index[o + lane] = positions[lane]
+                    }
+                }
+            }
+        }
+    }
+
+    /// The 2×2, stride-2 case one window at a time, unrolled, with the same first-maximum rule:
+    /// for short rows, and for the planes where vectors would read past the input.
+    @inline(__always)
+    private func maxPool2x2Scalar(_ plane: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ index: UnsafeMutablePointer<Int32>) {
         let g = geometry
         for oy in 0..<g.outHeight {
             let top = 2 * oy * g.width, outRow = oy * g.outWidth
