@@ -345,8 +345,9 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
   5.5 MB first-layer activation. Same bits as the layers apart.
 - **Threads that persist, and share the slack**: a rank's chunk threads spin briefly, then
   sleep, between layers. Thread t first takes its own contiguous share of chunks, so a chunk's
-  activations stay in its core's cache, then claims chunks of other shares not yet started, so a
-  thread slowed by another process on its core (or still waking up) does not hold up the layer.
+  activations stay in its core's cache, then claims chunks of other shares not yet started, so the
+  unstarted work of a thread slowed by another process on its core (or still waking up) is taken
+  over.
   A chunk's result does not depend on its thread, so neither do the bits.
 - **No step-sized clearing or scalar loops**: layers overwrite their gradient partials instead
   of adding into cleared ones; the exact reduction's maximum and fixed-point passes are explicit

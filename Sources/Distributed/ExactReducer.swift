@@ -24,8 +24,8 @@ public final class ExactReducer: ChunkSumReducer {
     public let communicator: Communicator
     /// The global step whose values are being summed, for `nonFinite` errors (nil: evaluation).
     public var step: Int?
-    /// Threads for the local passes over the partials (each thread takes a slice of every
-    /// segment; the integer sums do not depend on the split).
+    /// Threads for the local passes over the partials (each pass is split into one slice of
+    /// every segment per thread; the integer sums do not depend on the split).
     public var executor: ChunkExecutor?
     // Reused across calls, grown to the largest request: no allocation per step.
     private var maxima: [Float] = []
@@ -45,16 +45,13 @@ public final class ExactReducer: ChunkSumReducer {
         if maxima.count < segments.count { maxima = [Float](repeating: 0, count: segments.count) }
         if sliceMaxima.count < slices * segments.count { sliceMaxima = [UInt32](repeating: 0, count: slices * segments.count) }
         if integers.count < width { integers = [Int64](repeating: 0, count: width) }
-        /// Thread t's blocks of each segment, with the chunks' partials of the block.
+        /// Slice t's blocks of each segment, with the chunks' partials of the block.
         func forEachBlock(_ body: (_ t: Int, _ segment: Int, _ block: Range<Int>, _ base: UnsafePointer<Float>,
                                    _ rowStride: Int) -> Void) {
             func run(_ t: Int, _ workspace: Workspace) {
                 for (k, segment) in segments.enumerated() {
-                    let length = partials.blockLength(of: segment.range)
-                    let blocks = (segment.range.count + length - 1) / length
-                    for b in ChunkExecutor.part(t, of: slices, 0..<blocks) {
-                        let start = segment.range.lowerBound + b * length
-                        let block = start..<min(start + length, segment.range.upperBound)
+                    for b in ChunkExecutor.part(t, of: slices, 0..<partials.blockCount(of: segment.range)) {
+                        let block = partials.block(b, of: segment.range)
                         let (base, rowStride) = partials.rows(block, workspace: workspace)
                         body(t, k, block, base, rowStride)
                     }

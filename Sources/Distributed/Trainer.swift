@@ -175,16 +175,17 @@ public final class Trainer {
         return result
     }
 
-    /// `--reduction float`: this rank's sum of the chunk partials of one tensor, in Float.
+    /// `--reduction float`: this rank's sum of the chunk partials of one tensor, in Float,
+    /// chunk after chunk.
     private func sumInFloat(_ tensor: Range<Int>) {
-        let length = gradientPartials.blockLength(of: tensor)
-        for start in stride(from: tensor.lowerBound, to: tensor.upperBound, by: length) {
-            let block = start..<min(start + length, tensor.upperBound)
+        for b in 0..<gradientPartials.blockCount(of: tensor) {
+            let block = gradientPartials.block(b, of: tensor)
             let (base, rowStride) = gradientPartials.rows(block, workspace: executor.workspaces[0])
-            for i in 0..<block.count {
-                var sum: Float = 0
-                for c in 0..<pass.chunkCount { sum += base[c * rowStride + i] }
-                gradient[block.lowerBound + i] = sum
+            let sum = gradient.baseAddress! + block.lowerBound
+            sum.update(repeating: 0, count: block.count)
+            for c in 0..<pass.chunkCount {
+                let row = base + c * rowStride
+                for i in 0..<block.count { sum[i] += row[i] }
             }
         }
     }

@@ -5,15 +5,17 @@ import Synchronization
 import Glibc
 #endif
 
-/// Runs a rank's chunks on a fixed number of threads. Each thread takes a contiguous run of
-/// chunks; since a chunk's result does not depend on where it runs, neither do the bits.
+/// Runs a rank's chunks on a fixed number of threads. The chunks are cut into one contiguous
+/// share per thread; since a chunk's result does not depend on where it runs, neither do the
+/// bits.
 ///
 /// The threads persist: the caller is thread 0 and `threads − 1` workers wait for work,
 /// spinning briefly before they sleep, so that a layer's parallel region costs a few atomic
 /// operations rather than a dispatch. Thread t first takes the t-th share, so a chunk's
 /// activations stay in the cache of the core that produced them from one layer to the next;
-/// then it takes the chunks other threads have not started yet, so that a thread slowed down
-/// (by another process on its core, or asleep) does not hold up the region.
+/// then it takes the chunks of other shares not started yet, so that the unstarted work of a
+/// thread slowed down (by another process on its core, or waking up) is taken over. A region
+/// still ends only when every worker has checked in.
 public final class ChunkExecutor {
     public let threadCount: Int
     public let workspaces: [Workspace]
@@ -89,8 +91,8 @@ private final class Team: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` on every chunk, thread t (the caller is 0) taking the t-th contiguous share,
-    /// and returns when all are done.
+    /// Runs `body` on every chunk, thread t (the caller is 0) starting with the t-th contiguous
+    /// share (see `runShare`), and returns when all are done.
     func run(chunks: Int, _ body: @escaping (Int, Workspace) -> Void) {
         self.body = body
         let threads = min(shares.count, chunks)

@@ -15,8 +15,9 @@ public final class Conv2d: ReLUFusing {
     /// and `gemm` reads A through these two tables.
     private let rowOffsets: UnsafeMutablePointer<Int>
     private let positionOffsets: UnsafeMutablePointer<Int>
-    /// Wᵀ as `[in·k·k, out]`, rebuilt once per forward pass: the B operand of forward's gemm.
-    private let weightTransposed: UnsafeMutablePointer<Float>
+    /// Wᵀ as `[in·k·k, out]`, rebuilt once per forward pass: the B operand of forward's gemm
+    /// when it computes the output transposed (nil when forward builds im2col instead).
+    private let weightTransposed: UnsafeMutablePointer<Float>?
     /// W as `[out, (ky, kx, in)]`, rebuilt once per backward pass: the B operand of the input
     /// gradient's gemm, so that col2im adds whole channel vectors.
     private let weightByTap: UnsafeMutablePointer<Float>
@@ -63,14 +64,16 @@ public final class Conv2d: ReLUFusing {
                 positionOffsets[oy * outWidth + ox] = oy * stride * paddedWidth + ox * stride
             }
         }
-        weightTransposed = .allocate(capacity: fanIn * outChannels)
+        // Few weights per filter (conv1's 9): building the im2col matrix moves fewer floats
+        // than transposing the product would, so forward does that instead.
+        weightTransposed = fanIn >= outChannels ? .allocate(capacity: fanIn * outChannels) : nil
         weightByTap = .allocate(capacity: fanIn * outChannels)
     }
 
     deinit {
         rowOffsets.deallocate()
         positionOffsets.deallocate()
-        weightTransposed.deallocate()
+        weightTransposed?.deallocate()
         weightByTap.deallocate()
     }
 
@@ -83,29 +86,19 @@ public final class Conv2d: ReLUFusing {
     var positions: Int { outHeight * outWidth }
 
     /// Per sample: yᵀ = colsᵀ · Wᵀ + bias as `[Ho·Wo, out]`, transposed into the sample's NCHW
-    /// output; every output one fixed-order FMA chain over (in, ky, kx) from the bias.
-    /// (Positions as the rows of the product let A be read through the offset tables.)
+    /// output (positions as the rows of the product let A be read through the offset tables);
+    /// or, for few weights per filter, y = W · cols + bias straight into it from a built im2col
+    /// matrix. Either way every output is one fixed-order FMA chain over (in, ky, kx) from the bias.
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
         let outChannels = outChannels, fusesReLU = fusesReLU
         let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
         let weightTransposed = weightTransposed
-        if patch >= outChannels { transpose(weight, rows: outChannels, cols: patch, into: weightTransposed) }
+        if let weightTransposed { transpose(weight, rows: outChannels, cols: patch, into: weightTransposed) }
         pass.forEachChunk { first, count, _, workspace in
             for s in first..<(first + count) {
                 let out = y + s * outSize
-                if patch < outChannels {
-                    // Few weights per filter (conv1's 9): building the im2col matrix moves
-                    // fewer floats than transposing the product would.
-                    let cols = workspace.floats(0, count: patch * positions)
-                    im2col(x + s * inSize, into: cols)
-                    for o in 0..<outChannels {
-                        (out + o * positions).update(repeating: bias[o], count: positions)
-                    }
-                    gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
-                         b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
-                    if fusesReLU { relu(out, into: out, count: outSize) }
-                } else {
+                if let weightTransposed {
                     let yT = workspace.floats(0, count: positions * outChannels)
                     for p in 0..<positions {
                         copyFloats(bias, to: yT + p * outChannels, count: outChannels)
@@ -114,6 +107,15 @@ public final class Conv2d: ReLUFusing {
                          aRowStride: 0, aColStride: 0, aRowOffsets: positionOffsets, aColOffsets: rowOffsets,
                          b: weightTransposed, ldb: outChannels, c: yT, ldc: outChannels, accumulate: true)
                     transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
+                } else {
+                    let cols = workspace.floats(0, count: patch * positions)
+                    im2col(x + s * inSize, into: cols)
+                    for o in 0..<outChannels {
+                        (out + o * positions).update(repeating: bias[o], count: positions)
+                    }
+                    gemm(m: outChannels, n: positions, k: patch, a: weight, aRowStride: patch, aColStride: 1,
+                         b: cols, ldb: positions, c: out, ldc: positions, accumulate: true)
+                    if fusesReLU { relu(out, into: out, count: outSize) }
                 }
             }
         }

@@ -140,7 +140,8 @@ private func gemmBlocks<A: ColumnSource>(m: Int, n: Int, k: Int, a: MatrixRows, 
                   c: c, ldc: ldc, accumulate: accumulate)
 }
 
-/// Where column p of A lies within a row of A; a compile-time choice, as for B's rows.
+/// Where column p of A lies within a row of A; a compile-time choice, so that the strided
+/// kernels carry no table.
 protocol ColumnSource {
     func offset(_ p: Int) -> Int
 }

@@ -88,6 +88,8 @@ public final class Linear: DeferredGradients {
 
     /// dW = dyᵀ · x per chunk: each element's chain runs over the chunk's samples in order.
     public func deferredPartials(_ block: Range<Int>, into partials: UnsafeMutablePointer<Float>, pass: Pass) {
+        precondition((block.lowerBound - weightOffset) % inFeatures == 0 && block.count % inFeatures == 0,
+                     "deferred blocks are whole weight rows")
         let firstRow = (block.lowerBound - weightOffset) / inFeatures, rows = block.count / inFeatures
         for chunk in 0..<pass.chunkCount {
             let samples = pass.samples(ofChunk: chunk)

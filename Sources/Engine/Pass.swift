@@ -19,6 +19,20 @@ public protocol ChunkPartials {
     func rows(_ block: Range<Int>, workspace: Workspace) -> (base: UnsafePointer<Float>, rowStride: Int)
 }
 
+extension ChunkPartials {
+    /// How many blocks a reduction reads `range` in.
+    public func blockCount(of range: Range<Int>) -> Int {
+        let length = blockLength(of: range)
+        return (range.count + length - 1) / length
+    }
+
+    /// Block b of `range`.
+    public func block(_ b: Int, of range: Range<Int>) -> Range<Int> {
+        let length = blockLength(of: range), start = range.lowerBound + b * length
+        return start..<min(start + length, range.upperBound)
+    }
+}
+
 /// Partials stored as `rows` × `width` floats, row-major.
 public struct StoredPartials: ChunkPartials {
     public let base: UnsafePointer<Float>
@@ -130,10 +144,10 @@ public final class Pass {
         }
     }
 
-    /// Runs `body(first sample, sample count, workspace)` once per thread, over the samples of
-    /// the chunks that thread takes in `forEachChunk`: for work whose rows do not depend on
-    /// the chunking, so that an operand shared by every row (a weight) is streamed once per
-    /// thread instead of once per chunk.
+    /// Runs `body(first sample, sample count, workspace)` for each of `threadCount` contiguous
+    /// parts of the chunks (part t is where thread t starts in `forEachChunk`): for work whose
+    /// rows do not depend on the chunking, so that an operand shared by every row (a weight)
+    /// is streamed once per part instead of once per chunk.
     public func forEachShare(_ body: (_ first: Int, _ count: Int, _ workspace: Workspace) -> Void) {
         let parts = min(executor.threadCount, chunkCount)
         executor.run(chunks: parts) { t, workspace in
@@ -182,8 +196,9 @@ extension Layer {
 
 /// A layer that stores no per-chunk partials of some of its parameters' gradients: it keeps
 /// what they are computed from and recomputes them whenever a reduction reads them (twice:
-/// for the maximum, then for the sum). That costs `chunkSize` multiply-adds per value, far
+/// for the maximum, then for the sum). That costs 2·`chunkSize` multiply-adds per value, far
 /// less than writing and twice reading a value that lives in no cache (a Linear weight).
+/// Reductions must read a deferred tensor as a segment of its own.
 public protocol DeferredGradients: Layer {
     /// The parameters (absolute indices, one tensor) whose partials are deferred.
     var deferredRange: Range<Int> { get }
@@ -217,6 +232,7 @@ public struct GradientPartials: ChunkPartials {
 
     public func rows(_ block: Range<Int>, workspace: Workspace) -> (base: UnsafePointer<Float>, rowStride: Int) {
         guard let layer = deferrer(of: block) else { return stored.rows(block, workspace: workspace) }
+        precondition(layer.deferredRange.contains(block.upperBound - 1), "a block straddles a deferred tensor's end")
         let partials = workspace.floats(0, count: pass.chunkCount * block.count)
         layer.deferredPartials(block, into: partials, pass: pass)
         return (UnsafePointer(partials), block.count)

@@ -104,10 +104,10 @@ final class KernelTests: XCTestCase {
                     try layer.forward(&y, x.baseAddress!, pass)
                     try layer.backward(&dx, dy, x.baseAddress!, &y, pass)
                     let partials = GradientPartials(pass: pass, layers: [layer])
-                    let weight = layer.deferredRange, length = partials.blockLength(of: weight)
-                    XCTAssertEqual(length % inputs, 0, "blocks are whole weight rows")
-                    for start in stride(from: weight.lowerBound, to: weight.upperBound, by: length) {
-                        let block = start..<min(start + length, weight.upperBound)
+                    let weight = layer.deferredRange
+                    XCTAssertEqual(partials.blockLength(of: weight) % inputs, 0, "blocks are whole weight rows")
+                    for b in 0..<partials.blockCount(of: weight) {
+                        let block = partials.block(b, of: weight)
                         let (base, rowStride) = partials.rows(block, workspace: pass.executor.workspaces[0])
                         for chunk in 0..<chunks {
                             let range = pass.samples(ofChunk: chunk)
