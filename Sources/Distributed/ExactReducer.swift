@@ -45,10 +45,14 @@ public final class ExactReducer: ChunkSumReducer {
         if maxima.count < segments.count { maxima = [Float](repeating: 0, count: segments.count) }
         if sliceMaxima.count < slices * segments.count { sliceMaxima = [UInt32](repeating: 0, count: slices * segments.count) }
         if integers.count < width { integers = [Int64](repeating: 0, count: width) }
+        /// Slice t of the work, on the executor's threads (or this one).
+        func forEachSlice(_ body: (_ t: Int, _ workspace: Workspace) -> Void) {
+            if let executor { executor.run(chunks: slices, body) } else { body(0, scratch) }
+        }
         /// Slice t's blocks of each segment, with the chunks' partials of the block.
         func forEachBlock(_ body: (_ t: Int, _ segment: Int, _ block: Range<Int>, _ base: UnsafePointer<Float>,
                                    _ rowStride: Int) -> Void) {
-            func run(_ t: Int, _ workspace: Workspace) {
+            forEachSlice { t, workspace in
                 for (k, segment) in segments.enumerated() {
                     for b in ChunkExecutor.part(t, of: slices, 0..<partials.blockCount(of: segment.range)) {
                         let block = partials.block(b, of: segment.range)
@@ -57,10 +61,6 @@ public final class ExactReducer: ChunkSumReducer {
                     }
                 }
             }
-            if let executor { executor.run(chunks: slices) { t, workspace in run(t, workspace) } } else { run(0, scratch) }
-        }
-        func forEachSlice(_ body: (_ t: Int) -> Void) {
-            if let executor { executor.run(chunks: slices) { t, _ in body(t) } } else { body(0) }
         }
         sliceMaxima.withUnsafeMutableBufferPointer { sliceMaxima in
             sliceMaxima.update(repeating: 0)
@@ -128,7 +128,7 @@ public final class ExactReducer: ChunkSumReducer {
         // Back to Float: Float(Σq) rounds once; the power-of-two scaling in Double is exact.
         integers.withUnsafeBufferPointer { sums in
             maxima.withUnsafeBufferPointer { maxima in
-                forEachSlice { t in
+                forEachSlice { t, _ in
                     for (k, segment) in segments.enumerated() {
                         let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
                         let range = ChunkExecutor.part(t, of: slices, segment.range)

@@ -50,7 +50,7 @@ typealias Vec8 = SIMD8<Float>
     move16(count - 16)
 }
 
-/// dst[i] += src[i] for i in 0..<count, in vectors and inline (col2im's short rows).
+/// dst[i] += src[i] for i in 0..<count, in vectors and inline (col2im's channel vectors).
 @inline(__always) func addFloats(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
     var i = 0
     while i + 16 <= count {

@@ -8,7 +8,7 @@ public final class Linear: DeferredGradients {
     let weightOffset, biasOffset: Int
     /// Wᵀ as `[in, out]`, rebuilt once per forward pass so that `gemm` reads contiguous rows;
     /// allocated on first use, so that describing a model allocates nothing large.
-    private var transposedStorage: UnsafeMutablePointer<Float>?
+    private let weightTransposed = GrowingBuffer<Float>()
 
     public init(name: String, inShape: [Int], outFeatures: Int, layout: inout ParameterLayout,
                 initScheme: InitScheme) throws {
@@ -27,13 +27,7 @@ public final class Linear: DeferredGradients {
     /// The last backward's input and a copy of its output gradient (the pass's gradient
     /// buffers are reused by the layers before this one), for `deferredPartials`.
     private var savedInput: UnsafePointer<Float>?
-    private var savedGradient: UnsafeMutablePointer<Float>?
-    private var savedCapacity = 0
-
-    deinit {
-        transposedStorage?.deallocate()
-        savedGradient?.deallocate()
-    }
+    private let savedGradient = GrowingBuffer<Float>()
 
     public var description: String { "Linear(in_features=\(inFeatures), out_features=\(outFeatures))" }
     // Stored, not computed: layers read their sizes on every call, and a fresh array allocates.
@@ -41,8 +35,7 @@ public final class Linear: DeferredGradients {
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let bias = pass.parameters + biasOffset
-        if transposedStorage == nil { transposedStorage = .allocate(capacity: inFeatures * outFeatures) }
-        let weightTransposed = transposedStorage!
+        let weightTransposed = self.weightTransposed.storage(count: inFeatures * outFeatures)
         transpose(pass.parameters + weightOffset, rows: outFeatures, cols: inFeatures, into: weightTransposed)
         pass.forEachShare { first, count, _ in
             let out = y + first * outFeatures
@@ -57,12 +50,7 @@ public final class Linear: DeferredGradients {
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         let weight = pass.parameters + weightOffset
-        if savedCapacity < pass.sampleCount * outFeatures {
-            savedGradient?.deallocate()
-            savedCapacity = pass.sampleCount * outFeatures
-            savedGradient = .allocate(capacity: savedCapacity)
-        }
-        let saved = savedGradient!
+        let saved = savedGradient.storage(count: pass.sampleCount * outFeatures)
         savedInput = x
         pass.forEachChunk { first, count, chunk, _ in
             let dBias = pass.gradients(ofChunk: chunk) + biasOffset
@@ -93,7 +81,7 @@ public final class Linear: DeferredGradients {
         let firstRow = (block.lowerBound - weightOffset) / inFeatures, rows = block.count / inFeatures
         for chunk in 0..<pass.chunkCount {
             let samples = pass.samples(ofChunk: chunk)
-            gemm(m: rows, n: inFeatures, k: samples.count, a: savedGradient! + samples.lowerBound * outFeatures + firstRow,
+            gemm(m: rows, n: inFeatures, k: samples.count, a: savedGradient.pointer! + samples.lowerBound * outFeatures + firstRow,
                  aRowStride: 1, aColStride: outFeatures, b: savedInput! + samples.lowerBound * inFeatures, ldb: inFeatures,
                  c: partials + chunk * block.count, ldc: inFeatures, accumulate: false)
         }

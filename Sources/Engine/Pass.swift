@@ -67,29 +67,38 @@ extension ChunkSumReducer {
     }
 }
 
-/// Per-thread scratch memory, grown on first use and then reused: no allocation per step.
-public final class Workspace {
-    private var slots: [UnsafeMutablePointer<Float>] = []
-    private var capacities: [Int] = []
+/// Memory grown to the largest size asked for and then reused: no allocation per step. Its
+/// contents are kept only until the next `storage(count:)` that has to grow it.
+public final class GrowingBuffer<Element> {
+    /// The memory as last sized (nil before the first request).
+    public private(set) var pointer: UnsafeMutablePointer<Element>?
+    private var capacity = 0
 
     public init() {}
 
-    deinit {
-        for p in slots { p.deallocate() }
+    deinit { pointer?.deallocate() }
+
+    /// At least `count` elements.
+    public func storage(count: Int) -> UnsafeMutablePointer<Element> {
+        if let pointer, capacity >= count { return pointer }
+        pointer?.deallocate()
+        capacity = max(count, 1)
+        let grown = UnsafeMutablePointer<Element>.allocate(capacity: capacity)
+        pointer = grown
+        return grown
     }
+}
+
+/// Per-thread scratch memory, grown on first use and then reused: no allocation per step.
+public final class Workspace {
+    private var slots: [GrowingBuffer<Float>] = []
+
+    public init() {}
 
     /// A buffer of at least `count` floats; slots are independent so a layer may hold several.
     public func floats(_ slot: Int, count: Int) -> UnsafeMutablePointer<Float> {
-        while slots.count <= slot {
-            slots.append(.allocate(capacity: 1))
-            capacities.append(1)
-        }
-        if capacities[slot] < count {
-            slots[slot].deallocate()
-            slots[slot] = .allocate(capacity: count)
-            capacities[slot] = count
-        }
-        return slots[slot]
+        while slots.count <= slot { slots.append(GrowingBuffer()) }
+        return slots[slot].storage(count: count)
     }
 }
 

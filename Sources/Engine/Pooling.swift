@@ -34,14 +34,11 @@ public final class MaxPool2d: Layer {
     /// gradient it passes on (x > 0 ? g : 0), so the ReLU's layer need not (set by `Network`).
     public var masksReLU = false
     /// Per output, the index within its input plane of the window's first maximum.
-    private var argmaxStorage: UnsafeMutablePointer<Int32>?
-    private var argmaxCapacity = 0
+    private let argmax = GrowingBuffer<Int32>()
 
     public init(name: String, inShape: [Int], kernel: Int, stride: Int) throws {
         geometry = try PoolGeometry(name: name, inShape: inShape, kernel: kernel, stride: stride)
     }
-
-    deinit { argmaxStorage?.deallocate() }
 
     public var description: String { "MaxPool2d(kernel_size=\(geometry.kernel), stride=\(geometry.stride))" }
     public var inputShape: [Int] { geometry.inputShape }
@@ -50,12 +47,7 @@ public final class MaxPool2d: Layer {
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let g = geometry
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
-        if argmaxCapacity < pass.sampleCount * outputSize {
-            argmaxStorage?.deallocate()
-            argmaxCapacity = pass.sampleCount * outputSize
-            argmaxStorage = .allocate(capacity: argmaxCapacity)
-        }
-        let indices = argmaxStorage!
+        let indices = argmax.storage(count: pass.sampleCount * outputSize)
         let inputEnd = x + pass.sampleCount * inputSize
         pass.forEachChunk { first, count, _, _ in
             let outputEnd = y + (first + count) * outputSize
@@ -73,13 +65,7 @@ public final class MaxPool2d: Layer {
                         var bestValue = plane[origin]
                         for ky in 0..<g.kernel {
                             let row = origin + ky * g.width
-                            for i in row..<(row + g.kernel) {
-                                // Branch-free: `v` wins if greater, or if it is the window's first NaN.
-                                let v = plane[i]
-                                let wins = !(v <= bestValue) && bestValue == bestValue
-                                best = wins ? i : best
-                                bestValue = wins ? v : bestValue
-                            }
+                            for i in row..<(row + g.kernel) { (best, bestValue) = consider(plane, i, (best, bestValue)) }
                         }
                         out[oy * g.outWidth + ox] = bestValue
                         index[oy * g.outWidth + ox] = Int32(best)
@@ -110,7 +96,7 @@ public final class MaxPool2d: Layer {
                 let o = oy * g.outWidth + ox0, count = min(16, g.outWidth - ox0)
                 let t = SIMD32<Float>(lowHalf: load16(top), highHalf: load16(top + 16))
                 let b = SIMD32<Float>(lowHalf: load16(bottom), highHalf: load16(bottom + 16))
-                // `v` wins if greater, or if it is the window's first NaN (as in the scalar rule).
+                // The window rule of `consider`, 16 windows at a time.
                 var best = t.evenHalf, offset = SIMD16<Int32>(repeating: 0)
                 let v1 = t.oddHalf
                 let w1 = .!(v1 .<= best) .& (best .== best)
@@ -147,25 +133,19 @@ public final class MaxPool2d: Layer {
             let top = 2 * oy * g.width, outRow = oy * g.outWidth
             for ox in 0..<g.outWidth {
                 let i0 = top + 2 * ox
-                var best = i0, bestValue = plane[i0]
-                @inline(__always) func consider(_ i: Int) {
-                    let v = plane[i]
-                    let wins = !(v <= bestValue) && bestValue == bestValue
-                    best = wins ? i : best
-                    bestValue = wins ? v : bestValue
-                }
-                consider(i0 + 1)
-                consider(i0 + g.width)
-                consider(i0 + g.width + 1)
-                out[outRow + ox] = bestValue
-                index[outRow + ox] = Int32(best)
+                var best = (index: i0, value: plane[i0])
+                best = consider(plane, i0 + 1, best)
+                best = consider(plane, i0 + g.width, best)
+                best = consider(plane, i0 + g.width + 1, best)
+                out[outRow + ox] = best.value
+                index[outRow + ox] = Int32(best.index)
             }
         }
     }
 
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
-        guard let dx, let indices = argmaxStorage else { return }
+        guard let dx, let indices = argmax.pointer else { return }
         let g = geometry
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let masksReLU = masksReLU, overlapping = g.stride < g.kernel
@@ -190,6 +170,15 @@ public final class MaxPool2d: Layer {
             }
         }
     }
+}
+
+/// The max pool's window rule, one input at a time in row-major order: the best so far after
+/// input i, which replaces it if greater, or if it is the window's first NaN. Branch-free.
+@inline(__always)
+private func consider(_ plane: UnsafePointer<Float>, _ i: Int, _ best: (index: Int, value: Float)) -> (index: Int, value: Float) {
+    let v = plane[i]
+    let wins = !(v <= best.value) && best.value == best.value
+    return (wins ? i : best.index, wins ? v : best.value)
 }
 
 /// `nn.AvgPool2d(kernel_size, stride)`, NCHW: each output is the window's sum, added in

@@ -138,7 +138,6 @@ public final class LayerHarness {
         var dx = [Float](repeating: 0, count: samples * layer.inputSize)
         var chunkGradients = [Float](repeating: 0, count: max(chunks * p, 1))
         var gradients = [Float](repeating: 0, count: max(p, 1))
-        var xs = x, dys = dy
         try parameters.withUnsafeMutableBufferPointer { params in
             try buffers.withUnsafeMutableBufferPointer { bufs in
                 try chunkGradients.withUnsafeMutableBufferPointer { grads in
@@ -146,9 +145,10 @@ public final class LayerHarness {
                                     parameters: params.baseAddress!, buffers: bufs.baseAddress!,
                                     chunkGradients: grads.baseAddress!, parameterCount: p, executor: executor,
                                     reducer: reducer, hyper: hyper)
-                    try xs.withUnsafeBufferPointer { xs in
+                    // The input outlives backward: Linear keeps a pointer to it for the reduction.
+                    try x.withUnsafeBufferPointer { xs in
                         try layer.forward(&y, xs.baseAddress!, pass)
-                        try layer.backward(&dx, &dys, xs.baseAddress!, &y, pass)
+                        try layer.backward(&dx, dy, xs.baseAddress!, &y, pass)
                         // A deferred tensor is its own segment, as in the trainer (which reduces per tensor).
                         var tensors = [0..<p]
                         if let deferring = layer as? DeferredGradients {
