@@ -87,6 +87,18 @@ SMALL_CASES = {
                              bshape="3", stride=2, padding=1),
         GRAD_NAMES,
     ),
+    # 3x3, stride 1, channels in whole vectors of 16: the Winograd path. Odd output sizes
+    # leave partial 2x2 tiles at the bottom and the right.
+    "conv2d_winograd_p0": (
+        CONV_TEMPLATE.format(seed=11, xshape="2, 16, 6, 7", wshape="16, 16, 3, 3",
+                             bshape="16", stride=1, padding=0),
+        GRAD_NAMES,
+    ),
+    "conv2d_winograd_p1": (
+        CONV_TEMPLATE.format(seed=12, xshape="2, 16, 5, 5", wshape="32, 16, 3, 3",
+                             bshape="32", stride=1, padding=1),
+        GRAD_NAMES,
+    ),
     "maxpool2d_k2s2": (
         POOL_TEMPLATE.format(seed=3, xshape="2, 3, 6, 6", fn="max_pool2d", k=2, s=2),
         ["x", "y", "dy", "dx"],

@@ -3,7 +3,9 @@
 /// Layout NCHW; weight `[out, in, k, k]`, bias `[out]`. Per sample, the product of the weight
 /// and the `[in·k·k, Ho·Wo]` im2col matrix goes through `gemm`, so every output is one
 /// fixed-order FMA chain over (in, ky, kx), started from the bias. The matrix is mostly not
-/// built: `gemm` reads it from the (zero-padded) input through two offset tables.
+/// built: `gemm` reads it from the (zero-padded) input through two offset tables. A 3×3,
+/// stride-1 convolution over whole vectors of channels computes its output and its input
+/// gradient by Winograd's F(2×2, 3×3) instead (`Winograd`), with about half the products.
 public final class Conv2d: ReLUFusing {
     public let inChannels, outChannels, kernel, stride, padding: Int
     public let height, width, outHeight, outWidth: Int
@@ -19,8 +21,11 @@ public final class Conv2d: ReLUFusing {
     /// when it computes the output transposed (nil when forward builds im2col instead).
     private let weightTransposed: UnsafeMutablePointer<Float>?
     /// W as `[out, (ky, kx, in)]`, rebuilt once per backward pass: the B operand of the input
-    /// gradient's gemm, so that col2im adds whole channel vectors.
-    private let weightByTap: UnsafeMutablePointer<Float>
+    /// gradient's gemm, so that col2im adds whole channel vectors (nil with Winograd).
+    private let weightByTap: UnsafeMutablePointer<Float>?
+    /// With Winograd, the transformed kernels of the output (`[16, in, out]`) and of the input
+    /// gradient (`[16, out, in]`, the kernels rotated by 180°), rebuilt once per pass.
+    private let winogradWeights: (forward: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>)?
 
     public init(name: String, inShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 layout: inout ParameterLayout, initScheme: InitScheme) throws {
@@ -64,17 +69,27 @@ public final class Conv2d: ReLUFusing {
                 positionOffsets[oy * outWidth + ox] = oy * stride * paddedWidth + ox * stride
             }
         }
-        // Few weights per filter (conv1's 9): building the im2col matrix moves fewer floats
-        // than transposing the product would, so forward does that instead.
-        weightTransposed = fanIn >= outChannels ? .allocate(capacity: fanIn * outChannels) : nil
-        weightByTap = .allocate(capacity: fanIn * outChannels)
+        if Winograd.applies(kernel: kernel, stride: stride, inChannels: inChannels, outChannels: outChannels) {
+            let count = Winograd.points * inChannels * outChannels
+            winogradWeights = (.allocate(capacity: count), .allocate(capacity: count))
+            weightTransposed = nil
+            weightByTap = nil
+        } else {
+            winogradWeights = nil
+            // Few weights per filter (conv1's 9): building the im2col matrix moves fewer floats
+            // than transposing the product would, so forward does that instead.
+            weightTransposed = fanIn >= outChannels ? .allocate(capacity: fanIn * outChannels) : nil
+            weightByTap = .allocate(capacity: fanIn * outChannels)
+        }
     }
 
     deinit {
         rowOffsets.deallocate()
         positionOffsets.deallocate()
         weightTransposed?.deallocate()
-        weightByTap.deallocate()
+        weightByTap?.deallocate()
+        winogradWeights?.forward.deallocate()
+        winogradWeights?.inputGradient.deallocate()
     }
 
     public var description: String {
@@ -88,17 +103,30 @@ public final class Conv2d: ReLUFusing {
     /// Per sample: yᵀ = colsᵀ · Wᵀ + bias as `[Ho·Wo, out]`, transposed into the sample's NCHW
     /// output (positions as the rows of the product let A be read through the offset tables);
     /// or, for few weights per filter, y = W · cols + bias straight into it from a built im2col
-    /// matrix. Either way every output is one fixed-order FMA chain over (in, ky, kx) from the bias.
+    /// matrix. Either way every output is one fixed-order FMA chain over (in, ky, kx) from the
+    /// bias. With Winograd, yᵀ is computed from the input transposed channels-last.
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
-        let outChannels = outChannels, fusesReLU = fusesReLU
+        let inChannels = inChannels, outChannels = outChannels, height = height, width = width, padding = padding
+        let fusesReLU = fusesReLU
         let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
-        let weightTransposed = weightTransposed
+        let weightTransposed = weightTransposed, winograd = winogradWeights?.forward
         if let weightTransposed { transpose(weight, rows: outChannels, cols: patch, into: weightTransposed) }
+        if let winograd {
+            Winograd.transformWeights(weight, outChannels: outChannels, inChannels: inChannels, outStride: patch,
+                                      inStride: kernel * kernel, flipped: false, into: winograd)
+        }
         pass.forEachChunk { first, count, _, workspace in
             for s in first..<(first + count) {
                 let out = y + s * outSize
-                if let weightTransposed {
+                if let winograd {
+                    let xT = workspace.floats(3, count: inSize), yT = workspace.floats(0, count: positions * outChannels)
+                    transpose(x + s * inSize, rows: inChannels, cols: height * width, into: xT)
+                    Winograd.convolve(xT, height: height, width: width, inChannels: inChannels, padding: padding,
+                                      weights: winograd, outChannels: outChannels, bias: bias, into: yT,
+                                      workspace: workspace)
+                    transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
+                } else if let weightTransposed {
                     let yT = workspace.floats(0, count: positions * outChannels)
                     for p in 0..<positions {
                         copyFloats(bias, to: yT + p * outChannels, count: outChannels)
@@ -124,9 +152,14 @@ public final class Conv2d: ReLUFusing {
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
-        let weightByTap = weightByTap
-        if dx != nil {
-            let weight = pass.parameters + weightOffset, taps = kernel * kernel
+        let inChannels = inChannels, outChannels = outChannels, height = height, width = width
+        let weightByTap = weightByTap, winograd = winogradWeights?.inputGradient
+        let weight = pass.parameters + weightOffset, taps = kernel * kernel
+        if dx != nil, let winograd {
+            // dx is the full convolution of dy with each kernel rotated by 180°, the channels swapped.
+            Winograd.transformWeights(weight, outChannels: inChannels, inChannels: outChannels, outStride: taps,
+                                      inStride: patch, flipped: true, into: winograd)
+        } else if dx != nil, let weightByTap {
             for o in 0..<outChannels {
                 for c in 0..<inChannels {
                     for tap in 0..<taps {
@@ -159,7 +192,13 @@ public final class Conv2d: ReLUFusing {
                 gemm(m: patch, n: outChannels, k: positions, a: paddedInput(x + s * inSize, workspace), aRowStride: 0,
                      aColStride: 0, aRowOffsets: rowOffsets, aColOffsets: positionOffsets,
                      b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
-                if let dx {
+                if let dx, let winograd {
+                    let dxT = workspace.floats(6, count: inSize)
+                    Winograd.convolve(dyT, height: outHeight, width: outWidth, inChannels: outChannels,
+                                      padding: kernel - 1 - padding, weights: winograd, outChannels: inChannels,
+                                      bias: nil, into: dxT, workspace: workspace)
+                    transpose(dxT, rows: height * width, cols: inChannels, into: dx + s * inSize)
+                } else if let dx, let weightByTap {
                     // dcolsᵀ = dy · W, its columns in (ky, kx, c) order, then scattered back
                     // onto the input (col2im), channels contiguous.
                     let dColsT = workspace.floats(3, count: positions * patch)

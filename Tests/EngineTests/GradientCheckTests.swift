@@ -86,6 +86,14 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// The Winograd path, padded, with partial tiles.
+    func testConv2dWinograd() throws {
+        try check("conv2d winograd", samples: 3, chunkSize: 2) {
+            try Conv2d(name: "conv", inShape: [16, 5, 5], outChannels: 16, kernel: 3, stride: 1, padding: 1,
+                       layout: &$0, initScheme: .default)
+        }
+    }
+
     func testLinear() throws {
         try check("linear", samples: 3, chunkSize: 2) {
             try Linear(name: "fc", inShape: [7], outFeatures: 5, layout: &$0, initScheme: .default)

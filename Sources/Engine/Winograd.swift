@@ -1,0 +1,154 @@
+/// Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, 2015): a 3×3, stride-1
+/// convolution computed on 4×4 input tiles, each giving a 2×2 output tile. In the transformed
+/// domain a tile costs 16 multiply-adds per (input, output) channel pair instead of 36, and
+/// the 16 products of a tile are 16 independent matrix products over the input channels,
+/// each through `gemm`.
+///
+/// Determinism (design §2): every transform is a fixed sequence of vector adds, subtracts and
+/// halvings written out here, lane by lane the same on AVX2 and AVX-512, and each transformed
+/// output is `gemm`'s fixed-order chain over the input channels. So an output is a function of
+/// its sample and the weights alone, as with the direct product; only its rounding differs.
+///
+/// Tensors are channels-last (`[H·W, channels]`) so that every transform works on whole
+/// vectors of 16 channels.
+enum Winograd {
+    /// Transform points of a tile: the 4×4 transformed tile, row-major.
+    static let points = 16
+
+    /// Whether a convolution of this shape is computed this way: 3×3, stride 1, and channel
+    /// counts of whole vectors (below 16 input channels the direct product is the cheaper one).
+    static func applies(kernel: Int, stride: Int, inChannels: Int, outChannels: Int) -> Bool {
+        kernel == 3 && stride == 1 && inChannels % 16 == 0 && outChannels % 16 == 0
+    }
+
+    /// V[p, i, o] = (G·g·Gᵀ)[p] for the 3×3 kernel g of output channel o and input channel i,
+    /// g[ky, kx] = weight[o·outStride + i·inStride + ky·3 + kx], or rotated by 180° when
+    /// `flipped` (the kernel of the input gradient).
+    static func transformWeights(_ weight: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
+                                 outStride: Int, inStride: Int, flipped: Bool,
+                                 into v: UnsafeMutablePointer<Float>) {
+        for i in 0..<inChannels {
+            for o0 in stride(from: 0, to: outChannels, by: 16) {
+                // The 9 taps of 16 output channels, one vector per tap.
+                @inline(__always) func g(_ ky: Int, _ kx: Int) -> Vec16 {
+                    let tap = flipped ? 8 - (ky * 3 + kx) : ky * 3 + kx
+                    var lanes = Vec16()
+                    for lane in 0..<16 { lanes[lane] = weight[(o0 + lane) * outStride + i * inStride + tap] }
+                    return lanes
+                }
+                let rows = (kernelTransform(g(0, 0), g(0, 1), g(0, 2)), kernelTransform(g(1, 0), g(1, 1), g(1, 2)),
+                            kernelTransform(g(2, 0), g(2, 1), g(2, 2)))
+                @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
+                    store16(t.0, v + ((0 + j) * inChannels + i) * outChannels + o0)
+                    store16(t.1, v + ((4 + j) * inChannels + i) * outChannels + o0)
+                    store16(t.2, v + ((8 + j) * inChannels + i) * outChannels + o0)
+                    store16(t.3, v + ((12 + j) * inChannels + i) * outChannels + o0)
+                }
+                store(column: 0, kernelTransform(rows.0.0, rows.1.0, rows.2.0))
+                store(column: 1, kernelTransform(rows.0.1, rows.1.1, rows.2.1))
+                store(column: 2, kernelTransform(rows.0.2, rows.1.2, rows.2.2))
+                store(column: 3, kernelTransform(rows.0.3, rows.1.3, rows.2.3))
+            }
+        }
+    }
+
+    /// The grid of 2×2 tiles covering an output of this size.
+    static func tiles(outHeight: Int, outWidth: Int) -> (rows: Int, columns: Int) {
+        ((outHeight + 1) / 2, (outWidth + 1) / 2)
+    }
+
+    /// out[oy·Wo + ox, o] = (bias[o] or 0) + the 3×3 convolution of `input` (`[H·W, inChannels]`,
+    /// zero-padded by `padding` on every side) with the kernels transformed into `v`, for the
+    /// (H + 2·padding − 2) × (W + 2·padding − 2) outputs. Uses workspace slots 7 and 8.
+    static func convolve(_ input: UnsafePointer<Float>, height: Int, width: Int, inChannels: Int, padding: Int,
+                         weights v: UnsafePointer<Float>, outChannels: Int, bias: UnsafePointer<Float>?,
+                         into out: UnsafeMutablePointer<Float>, workspace: Workspace) {
+        let outHeight = height + 2 * padding - 2, outWidth = width + 2 * padding - 2
+        let (tileRows, tileColumns) = tiles(outHeight: outHeight, outWidth: outWidth)
+        let tileCount = tileRows * tileColumns
+        let u = workspace.floats(7, count: points * tileCount * inChannels)
+        let m = workspace.floats(8, count: points * tileCount * outChannels)
+
+        // U[p, tile, c] = (Bᵀ·d·B)[p] for the tile's 4×4 input d (zero outside the image).
+        for ty in 0..<tileRows {
+            for tx in 0..<tileColumns {
+                let tile = ty * tileColumns + tx
+                for c0 in stride(from: 0, to: inChannels, by: 16) {
+                    @inline(__always) func d(_ i: Int, _ j: Int) -> Vec16 {
+                        let iy = 2 * ty + i - padding, ix = 2 * tx + j - padding
+                        guard iy >= 0, iy < height, ix >= 0, ix < width else { return Vec16() }
+                        return load16(input + (iy * width + ix) * inChannels + c0)
+                    }
+                    let rows = (inputTransform(d(0, 0), d(0, 1), d(0, 2), d(0, 3)),
+                                inputTransform(d(1, 0), d(1, 1), d(1, 2), d(1, 3)),
+                                inputTransform(d(2, 0), d(2, 1), d(2, 2), d(2, 3)),
+                                inputTransform(d(3, 0), d(3, 1), d(3, 2), d(3, 3)))
+                    @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
+                        store16(t.0, u + ((0 + j) * tileCount + tile) * inChannels + c0)
+                        store16(t.1, u + ((4 + j) * tileCount + tile) * inChannels + c0)
+                        store16(t.2, u + ((8 + j) * tileCount + tile) * inChannels + c0)
+                        store16(t.3, u + ((12 + j) * tileCount + tile) * inChannels + c0)
+                    }
+                    store(column: 0, inputTransform(rows.0.0, rows.1.0, rows.2.0, rows.3.0))
+                    store(column: 1, inputTransform(rows.0.1, rows.1.1, rows.2.1, rows.3.1))
+                    store(column: 2, inputTransform(rows.0.2, rows.1.2, rows.2.2, rows.3.2))
+                    store(column: 3, inputTransform(rows.0.3, rows.1.3, rows.2.3, rows.3.3))
+                }
+            }
+        }
+
+        // M[p] = U[p] · V[p]: each element one fixed-order chain over the input channels.
+        for p in 0..<points {
+            gemm(m: tileCount, n: outChannels, k: inChannels,
+                 a: u + p * tileCount * inChannels, aRowStride: inChannels, aColStride: 1,
+                 b: v + p * inChannels * outChannels, ldb: outChannels,
+                 c: m + p * tileCount * outChannels, ldc: outChannels, accumulate: false)
+        }
+
+        // out = Aᵀ·M·A (+ bias) per tile, the outputs past the edge dropped.
+        for ty in 0..<tileRows {
+            for tx in 0..<tileColumns {
+                let tile = ty * tileColumns + tx
+                let oy = 2 * ty, ox = 2 * tx
+                let lastRow = min(2, outHeight - oy), lastColumn = min(2, outWidth - ox)
+                for o0 in stride(from: 0, to: outChannels, by: 16) {
+                    @inline(__always) func product(_ p: Int) -> Vec16 {
+                        load16(m + (p * tileCount + tile) * outChannels + o0)
+                    }
+                    let rows = (outputTransform(product(0), product(1), product(2), product(3)),
+                                outputTransform(product(4), product(5), product(6), product(7)),
+                                outputTransform(product(8), product(9), product(10), product(11)),
+                                outputTransform(product(12), product(13), product(14), product(15)))
+                    let columns = (outputTransform(rows.0.0, rows.1.0, rows.2.0, rows.3.0),
+                                   outputTransform(rows.0.1, rows.1.1, rows.2.1, rows.3.1))
+                    let offset = bias.map { load16($0 + o0) } ?? Vec16()
+                    let tileOut = ((columns.0.0, columns.1.0), (columns.0.1, columns.1.1))
+                    for dy in 0..<lastRow {
+                        let row = dy == 0 ? tileOut.0 : tileOut.1
+                        for dx in 0..<lastColumn {
+                            store16((dx == 0 ? row.0 : row.1) + offset, out + ((oy + dy) * outWidth + ox + dx) * outChannels + o0)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One dimension of Bᵀ·d·B: Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
+    @inline(__always)
+    private static func inputTransform(_ d0: Vec16, _ d1: Vec16, _ d2: Vec16, _ d3: Vec16) -> (Vec16, Vec16, Vec16, Vec16) {
+        (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+    }
+
+    /// One dimension of G·g·Gᵀ: G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+    @inline(__always)
+    private static func kernelTransform(_ g0: Vec16, _ g1: Vec16, _ g2: Vec16) -> (Vec16, Vec16, Vec16, Vec16) {
+        (g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2)
+    }
+
+    /// One dimension of Aᵀ·M·A: Aᵀ = [1 1 1 0; 0 1 −1 −1].
+    @inline(__always)
+    private static func outputTransform(_ m0: Vec16, _ m1: Vec16, _ m2: Vec16, _ m3: Vec16) -> (Vec16, Vec16) {
+        (m0 + m1 + m2, m1 - m2 - m3)
+    }
+}
