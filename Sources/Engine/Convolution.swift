@@ -173,6 +173,7 @@ public final class Conv2d: ReLUFusing {
             let dWeight = grads + weightOffset, dBias = grads + biasOffset
             let dyT = workspace.floats(1, count: positions * outChannels)
             let dWeightT = workspace.floats(2, count: outChannels * patch)
+            let dV = workspace.floats(9, count: winograd == nil ? 0 : Winograd.points * inChannels * outChannels)
             dBias.update(repeating: 0, count: outChannels)
             for s in first..<(first + count) {
                 var dOut = dy + s * outSize
@@ -185,13 +186,24 @@ public final class Conv2d: ReLUFusing {
                 for o in 0..<outChannels {
                     dBias[o] += horizontalSum(dOut + o * positions, count: positions)
                 }
-                // dW[o, q] = Σ over (sample, position) of dy·cols, one chain in that order (each
-                // sample's gemm continues the chains), computed as dWᵀ = cols · dyᵀ: n = out
-                // channels keeps the vector lanes full even for conv1's 9 weights per filter.
                 transpose(dOut, rows: outChannels, cols: positions, into: dyT)
-                gemm(m: patch, n: outChannels, k: positions, a: paddedInput(x + s * inSize, workspace), aRowStride: 0,
-                     aColStride: 0, aRowOffsets: rowOffsets, aColOffsets: positionOffsets,
-                     b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
+                if winograd != nil {
+                    // The kernels' gradient in the transformed domain, summed over the chunk's
+                    // tiles (sample after sample) before it is transformed back below.
+                    let xT = workspace.floats(3, count: inSize)
+                    transpose(x + s * inSize, rows: inChannels, cols: height * width, into: xT)
+                    Winograd.accumulateKernelGradient(input: xT, height: height, width: width, inChannels: inChannels,
+                                                      padding: padding, outputGradient: dyT, outChannels: outChannels,
+                                                      into: dV, accumulate: s > first, workspace: workspace)
+                } else {
+                    // dW[o, q] = Σ over (sample, position) of dy·cols, one chain in that order
+                    // (each sample's gemm continues the chains), computed as dWᵀ = cols · dyᵀ:
+                    // n = out channels keeps the vector lanes full even for conv1's 9 weights
+                    // per filter.
+                    gemm(m: patch, n: outChannels, k: positions, a: paddedInput(x + s * inSize, workspace),
+                         aRowStride: 0, aColStride: 0, aRowOffsets: rowOffsets, aColOffsets: positionOffsets,
+                         b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
+                }
                 if let dx, let winograd {
                     let dxT = workspace.floats(6, count: inSize)
                     Winograd.convolve(dyT, height: outHeight, width: outWidth, inChannels: outChannels,
@@ -206,6 +218,9 @@ public final class Conv2d: ReLUFusing {
                          b: weightByTap, ldb: patch, c: dColsT, ldc: patch, accumulate: false)
                     col2im(dColsT, into: dx + s * inSize, scratch: workspace.floats(6, count: inSize))
                 }
+            }
+            if winograd != nil {
+                Winograd.kernelGradient(dV, inChannels: inChannels, outChannels: outChannels, into: dWeightT)
             }
             transpose(dWeightT, rows: patch, cols: outChannels, into: dWeight)
         }

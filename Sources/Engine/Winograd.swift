@@ -69,33 +69,8 @@ enum Winograd {
         let u = workspace.floats(7, count: points * tileCount * inChannels)
         let m = workspace.floats(8, count: points * tileCount * outChannels)
 
-        // U[p, tile, c] = (Bᵀ·d·B)[p] for the tile's 4×4 input d (zero outside the image).
-        for ty in 0..<tileRows {
-            for tx in 0..<tileColumns {
-                let tile = ty * tileColumns + tx
-                for c0 in stride(from: 0, to: inChannels, by: 16) {
-                    @inline(__always) func d(_ i: Int, _ j: Int) -> Vec16 {
-                        let iy = 2 * ty + i - padding, ix = 2 * tx + j - padding
-                        guard iy >= 0, iy < height, ix >= 0, ix < width else { return Vec16() }
-                        return load16(input + (iy * width + ix) * inChannels + c0)
-                    }
-                    let rows = (inputTransform(d(0, 0), d(0, 1), d(0, 2), d(0, 3)),
-                                inputTransform(d(1, 0), d(1, 1), d(1, 2), d(1, 3)),
-                                inputTransform(d(2, 0), d(2, 1), d(2, 2), d(2, 3)),
-                                inputTransform(d(3, 0), d(3, 1), d(3, 2), d(3, 3)))
-                    @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
-                        store16(t.0, u + ((0 + j) * tileCount + tile) * inChannels + c0)
-                        store16(t.1, u + ((4 + j) * tileCount + tile) * inChannels + c0)
-                        store16(t.2, u + ((8 + j) * tileCount + tile) * inChannels + c0)
-                        store16(t.3, u + ((12 + j) * tileCount + tile) * inChannels + c0)
-                    }
-                    store(column: 0, inputTransform(rows.0.0, rows.1.0, rows.2.0, rows.3.0))
-                    store(column: 1, inputTransform(rows.0.1, rows.1.1, rows.2.1, rows.3.1))
-                    store(column: 2, inputTransform(rows.0.2, rows.1.2, rows.2.2, rows.3.2))
-                    store(column: 3, inputTransform(rows.0.3, rows.1.3, rows.2.3, rows.3.3))
-                }
-            }
-        }
+        transformInput(input, height: height, width: width, channels: inChannels, padding: padding,
+                       tileRows: tileRows, tileColumns: tileColumns, into: u)
 
         // M[p] = U[p] · V[p]: each element one fixed-order chain over the input channels.
         for p in 0..<points {
@@ -134,6 +109,112 @@ enum Winograd {
         }
     }
 
+    /// U[p, tile, c] = (Bᵀ·d·B)[p] for each tile's 4×4 input d (zero outside the image): the
+    /// input `[H·W, channels]` read through the tiles of an output of `tileRows` × `tileColumns`.
+    static func transformInput(_ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int, padding: Int,
+                               tileRows: Int, tileColumns: Int, into u: UnsafeMutablePointer<Float>) {
+        let tileCount = tileRows * tileColumns
+        for ty in 0..<tileRows {
+            for tx in 0..<tileColumns {
+                let tile = ty * tileColumns + tx
+                for c0 in stride(from: 0, to: channels, by: 16) {
+                    @inline(__always) func d(_ i: Int, _ j: Int) -> Vec16 {
+                        let iy = 2 * ty + i - padding, ix = 2 * tx + j - padding
+                        guard iy >= 0, iy < height, ix >= 0, ix < width else { return Vec16() }
+                        return load16(input + (iy * width + ix) * channels + c0)
+                    }
+                    let rows = (inputTransform(d(0, 0), d(0, 1), d(0, 2), d(0, 3)),
+                                inputTransform(d(1, 0), d(1, 1), d(1, 2), d(1, 3)),
+                                inputTransform(d(2, 0), d(2, 1), d(2, 2), d(2, 3)),
+                                inputTransform(d(3, 0), d(3, 1), d(3, 2), d(3, 3)))
+                    @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
+                        store16(t.0, u + ((0 + j) * tileCount + tile) * channels + c0)
+                        store16(t.1, u + ((4 + j) * tileCount + tile) * channels + c0)
+                        store16(t.2, u + ((8 + j) * tileCount + tile) * channels + c0)
+                        store16(t.3, u + ((12 + j) * tileCount + tile) * channels + c0)
+                    }
+                    store(column: 0, inputTransform(rows.0.0, rows.1.0, rows.2.0, rows.3.0))
+                    store(column: 1, inputTransform(rows.0.1, rows.1.1, rows.2.1, rows.3.1))
+                    store(column: 2, inputTransform(rows.0.2, rows.1.2, rows.2.2, rows.3.2))
+                    store(column: 3, inputTransform(rows.0.3, rows.1.3, rows.2.3, rows.3.3))
+                }
+            }
+        }
+    }
+
+    /// The kernels' gradient, the adjoint of `convolve` in the weights: with y = Aᵀ·(V ⊙ U)·A
+    /// per tile and V = G·g·Gᵀ, ∂L/∂V[p] = Σ over tiles of U[p] ⊙ (A·dy·Aᵀ)[p] and
+    /// ∂L/∂g = Gᵀ·(∂L/∂V)·G. This adds one sample's ∂L/∂V, `dV` `[16, inChannels, outChannels]`,
+    /// each element one chain over the tiles continued from the samples before (or started
+    /// from +0 when not `accumulate`); `kernelGradient` turns the sum into ∂L/∂g. `input` and
+    /// `outputGradient` are channels-last, the output gradient `[Ho·Wo, outChannels]`. Uses
+    /// workspace slots 7 and 8.
+    static func accumulateKernelGradient(input: UnsafePointer<Float>, height: Int, width: Int, inChannels: Int,
+                                         padding: Int, outputGradient dy: UnsafePointer<Float>, outChannels: Int,
+                                         into dV: UnsafeMutablePointer<Float>, accumulate: Bool, workspace: Workspace) {
+        let outHeight = height + 2 * padding - 2, outWidth = width + 2 * padding - 2
+        let (tileRows, tileColumns) = tiles(outHeight: outHeight, outWidth: outWidth)
+        let tileCount = tileRows * tileColumns
+        let u = workspace.floats(7, count: points * tileCount * inChannels)
+        let dyTiles = workspace.floats(8, count: points * tileCount * outChannels)
+        transformInput(input, height: height, width: width, channels: inChannels, padding: padding,
+                       tileRows: tileRows, tileColumns: tileColumns, into: u)
+        // (A·dy·Aᵀ)[p] per tile, dy zero past the output's edge.
+        for ty in 0..<tileRows {
+            for tx in 0..<tileColumns {
+                let tile = ty * tileColumns + tx
+                for o0 in stride(from: 0, to: outChannels, by: 16) {
+                    @inline(__always) func g(_ i: Int, _ j: Int) -> Vec16 {
+                        let oy = 2 * ty + i, ox = 2 * tx + j
+                        guard oy < outHeight, ox < outWidth else { return Vec16() }
+                        return load16(dy + (oy * outWidth + ox) * outChannels + o0)
+                    }
+                    let rows = (gradientTransform(g(0, 0), g(0, 1)), gradientTransform(g(1, 0), g(1, 1)))
+                    @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
+                        store16(t.0, dyTiles + ((0 + j) * tileCount + tile) * outChannels + o0)
+                        store16(t.1, dyTiles + ((4 + j) * tileCount + tile) * outChannels + o0)
+                        store16(t.2, dyTiles + ((8 + j) * tileCount + tile) * outChannels + o0)
+                        store16(t.3, dyTiles + ((12 + j) * tileCount + tile) * outChannels + o0)
+                    }
+                    store(column: 0, gradientTransform(rows.0.0, rows.1.0))
+                    store(column: 1, gradientTransform(rows.0.1, rows.1.1))
+                    store(column: 2, gradientTransform(rows.0.2, rows.1.2))
+                    store(column: 3, gradientTransform(rows.0.3, rows.1.3))
+                }
+            }
+        }
+        // dV[p] (+)= U[p]ᵀ · (A·dy·Aᵀ)[p], a chain over the tiles.
+        for p in 0..<points {
+            gemm(m: inChannels, n: outChannels, k: tileCount,
+                 a: u + p * tileCount * inChannels, aRowStride: 1, aColStride: inChannels,
+                 b: dyTiles + p * tileCount * outChannels, ldb: outChannels,
+                 c: dV + p * inChannels * outChannels, ldc: outChannels, accumulate: accumulate)
+        }
+    }
+
+    /// ∂L/∂g = Gᵀ·dV·G: from `dV` `[16, inChannels, outChannels]` into `kernelGradient`
+    /// `[(inChannels, ky, kx), outChannels]`.
+    static func kernelGradient(_ dV: UnsafePointer<Float>, inChannels: Int, outChannels: Int,
+                               into kernelGradient: UnsafeMutablePointer<Float>) {
+        for i in 0..<inChannels {
+            for o0 in stride(from: 0, to: outChannels, by: 16) {
+                @inline(__always) func v(_ p: Int) -> Vec16 { load16(dV + (p * inChannels + i) * outChannels + o0) }
+                let rows = (kernelGradientTransform(v(0), v(1), v(2), v(3)),
+                            kernelGradientTransform(v(4), v(5), v(6), v(7)),
+                            kernelGradientTransform(v(8), v(9), v(10), v(11)),
+                            kernelGradientTransform(v(12), v(13), v(14), v(15)))
+                @inline(__always) func store(column kx: Int, _ t: (Vec16, Vec16, Vec16)) {
+                    store16(t.0, kernelGradient + (i * 9 + 0 + kx) * outChannels + o0)
+                    store16(t.1, kernelGradient + (i * 9 + 3 + kx) * outChannels + o0)
+                    store16(t.2, kernelGradient + (i * 9 + 6 + kx) * outChannels + o0)
+                }
+                store(column: 0, kernelGradientTransform(rows.0.0, rows.1.0, rows.2.0, rows.3.0))
+                store(column: 1, kernelGradientTransform(rows.0.1, rows.1.1, rows.2.1, rows.3.1))
+                store(column: 2, kernelGradientTransform(rows.0.2, rows.1.2, rows.2.2, rows.3.2))
+            }
+        }
+    }
+
     /// One dimension of Bᵀ·d·B: Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
     @inline(__always)
     private static func inputTransform(_ d0: Vec16, _ d1: Vec16, _ d2: Vec16, _ d3: Vec16) -> (Vec16, Vec16, Vec16, Vec16) {
@@ -144,6 +225,19 @@ enum Winograd {
     @inline(__always)
     private static func kernelTransform(_ g0: Vec16, _ g1: Vec16, _ g2: Vec16) -> (Vec16, Vec16, Vec16, Vec16) {
         (g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2)
+    }
+
+    /// One dimension of A·dy·Aᵀ: A = [1 0; 1 1; 1 −1; 0 −1].
+    @inline(__always)
+    private static func gradientTransform(_ g0: Vec16, _ g1: Vec16) -> (Vec16, Vec16, Vec16, Vec16) {
+        (g0, g0 + g1, g0 - g1, -g1)
+    }
+
+    /// One dimension of Gᵀ·dV·G: Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
+    @inline(__always)
+    private static func kernelGradientTransform(_ v0: Vec16, _ v1: Vec16, _ v2: Vec16, _ v3: Vec16) -> (Vec16, Vec16, Vec16) {
+        let sum = (v1 + v2) * 0.5
+        return (v0 + sum, (v1 - v2) * 0.5, sum + v3)
     }
 
     /// One dimension of Aᵀ·M·A: Aᵀ = [1 1 1 0; 0 1 −1 −1].
