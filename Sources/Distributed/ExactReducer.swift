@@ -45,44 +45,10 @@ public final class ExactReducer: ChunkSumReducer {
         if maxima.count < segments.count { maxima = [Float](repeating: 0, count: segments.count) }
         if sliceMaxima.count < slices * segments.count { sliceMaxima = [UInt32](repeating: 0, count: slices * segments.count) }
         if integers.count < width { integers = [Int64](repeating: 0, count: width) }
-        /// Slice t of the work, on the executor's threads (or this one).
-        func forEachSlice(_ body: (_ t: Int, _ workspace: Workspace) -> Void) {
-            if let executor { executor.run(chunks: slices, body) } else { body(0, scratch) }
-        }
-        /// Slice t's blocks of each segment, with the chunks' partials of the block.
-        func forEachBlock(_ body: (_ t: Int, _ segment: Int, _ block: Range<Int>, _ base: UnsafePointer<Float>,
-                                   _ rowStride: Int) -> Void) {
-            forEachSlice { t, workspace in
-                for (k, segment) in segments.enumerated() {
-                    for b in ChunkExecutor.part(t, of: slices, 0..<partials.blockCount(of: segment.range)) {
-                        let block = partials.block(b, of: segment.range)
-                        let (base, rowStride) = partials.rows(block, workspace: workspace)
-                        body(t, k, block, base, rowStride)
-                    }
-                }
-            }
-        }
         sliceMaxima.withUnsafeMutableBufferPointer { sliceMaxima in
             sliceMaxima.update(repeating: 0)
-            forEachBlock { t, k, block, base, rowStride in
-                // Non-negative floats order as their bit patterns, and NaN and ±inf have the
-                // largest (all-ones exponent): one integer max finds M and flags non-finite values.
-                var largest = SIMD16<UInt32>()
-                var i = 0
-                while i + 16 <= block.count {
-                    for r in 0..<rows {
-                        let bits = UnsafeRawPointer(base + r * rowStride + i).loadUnaligned(as: SIMD16<UInt32>.self)
-                        largest = pointwiseMax(largest, bits & 0x7FFF_FFFF)
-                    }
-                    i += 16
-                }
-                var largestBits = max(largest.max(), sliceMaxima[t * segments.count + k])
-                for r in 0..<rows {
-                    let row = base + r * rowStride
-                    for i in i..<block.count { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
-                }
-                sliceMaxima[t * segments.count + k] = largestBits
-            }
+            forEachSlice(EachBlock(partials: partials, segments: segments, slices: slices,
+                                   task: FindMaxima(sliceMaxima: sliceMaxima, segments: segments, rows: rows)))
             for k in segments.indices {
                 let largestBits = (0..<slices).reduce(UInt32(0)) { max($0, sliceMaxima[$1 * segments.count + k]) }
                 maxima[k] = largestBits >= 0x7F80_0000 ? .infinity : Float(bitPattern: largestBits)
@@ -94,54 +60,132 @@ public final class ExactReducer: ChunkSumReducer {
         }
         maxima.withUnsafeBufferPointer { maxima in
             integers.withUnsafeMutableBufferPointer { sums in
-                forEachBlock { _, k, block, base, rowStride in
-                    let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
-                    // round(x·2^s) to Int64 by the magic-number trick: adding 1.5·2⁵² leaves
-                    // round_half_even(x·2^s) in the low mantissa bits, exactly as
-                    // `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
-                    // x·2^s is exact, so fusing the multiply and the add changes nothing.
-                    let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
-                    let scales = SIMD8<Double>(repeating: scale), magics = SIMD8<Double>(repeating: magic)
-                    let out = sums.baseAddress! + block.lowerBound
-                    var i = 0
-                    while i + 8 <= block.count {
-                        var sum = SIMD8<Int64>()
-                        for r in 0..<rows {
-                            let x = UnsafeRawPointer(base + r * rowStride + i).loadUnaligned(as: SIMD8<Float>.self)
-                            let shifted = SIMD8<Double>(x) * scales + magics
-                            sum &+= unsafeBitCast(shifted, to: SIMD8<Int64>.self) &- magicBits
-                        }
-                        UnsafeMutableRawPointer(out + i).storeBytes(of: sum, as: SIMD8<Int64>.self)
-                        i += 8
-                    }
-                    for i in i..<block.count {
-                        out[i] = 0
-                        for r in 0..<rows {
-                            let shifted = Double(base[r * rowStride + i]) * scale + magic
-                            out[i] &+= Int64(bitPattern: shifted.bitPattern) &- magicBits
-                        }
-                    }
-                }
+                forEachSlice(EachBlock(partials: partials, segments: segments, slices: slices,
+                                       task: Quantize(maxima: maxima, sums: sums, rows: rows)))
             }
         }
         try integers.withUnsafeMutableBufferPointer { try communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: $0[0..<width])) }
         // Back to Float: Float(Σq) rounds once; the power-of-two scaling in Double is exact.
         integers.withUnsafeBufferPointer { sums in
             maxima.withUnsafeBufferPointer { maxima in
-                forEachSlice { t, _ in
-                    for (k, segment) in segments.enumerated() {
-                        let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
-                        let range = ChunkExecutor.part(t, of: slices, segment.range)
-                        var i = range.lowerBound
-                        while i + 8 <= range.upperBound {
-                            let q = UnsafeRawPointer(sums.baseAddress! + i).loadUnaligned(as: SIMD8<Int64>.self)
-                            let value = SIMD8<Float>(SIMD8<Double>(SIMD8<Float>(q)) * unscale)
-                            UnsafeMutableRawPointer(result + i).storeBytes(of: value, as: SIMD8<Float>.self)
-                            i += 8
-                        }
-                        for i in i..<range.upperBound { result[i] = Float(Double(Float(sums[i])) * unscale) }
-                    }
+                forEachSlice(Unscale(sums: sums, maxima: maxima, segments: segments, slices: slices, result: result))
+            }
+        }
+    }
+
+    /// Runs `task` for each slice t of the work: one slice per executor thread, on those
+    /// threads (without an executor, the one slice 0 on this thread).
+    private func forEachSlice<Task: ChunkTask>(_ task: Task) {
+        if let executor { executor.run(chunks: executor.threadCount, task) } else { task.run(chunk: 0, workspace: scratch) }
+    }
+
+    /// The work on one block of a segment, given the chunks' partials of the block (chunk r's
+    /// at `base + r·rowStride`).
+    private protocol BlockTask {
+        func run(slice t: Int, segment k: Int, block: Range<Int>, base: UnsafePointer<Float>, rowStride: Int)
+    }
+
+    /// Slice t's blocks of each segment, with the chunks' partials of the block.
+    private struct EachBlock<Partials: ChunkPartials, Task: BlockTask>: ChunkTask {
+        let partials: Partials
+        let segments: [SumSegment]
+        let slices: Int
+        let task: Task
+
+        func run(chunk t: Int, workspace: Workspace) {
+            for (k, segment) in segments.enumerated() {
+                for b in ChunkExecutor.part(t, of: slices, 0..<partials.blockCount(of: segment.range)) {
+                    let block = partials.block(b, of: segment.range)
+                    let (base, rowStride) = partials.rows(block, workspace: workspace)
+                    task.run(slice: t, segment: k, block: block, base: base, rowStride: rowStride)
                 }
+            }
+        }
+    }
+
+    /// Slice t's largest magnitude of each segment, as bits, into `sliceMaxima[t·segments + k]`.
+    private struct FindMaxima: BlockTask {
+        let sliceMaxima: UnsafeMutableBufferPointer<UInt32>
+        let segments: [SumSegment]
+        let rows: Int
+
+        func run(slice t: Int, segment k: Int, block: Range<Int>, base: UnsafePointer<Float>, rowStride: Int) {
+            // Non-negative floats order as their bit patterns, and NaN and ±inf have the
+            // largest (all-ones exponent): one integer max finds M and flags non-finite values.
+            var largest = SIMD16<UInt32>()
+            var i = 0
+            while i + 16 <= block.count {
+                for r in 0..<rows {
+                    let bits = UnsafeRawPointer(base + r * rowStride + i).loadUnaligned(as: SIMD16<UInt32>.self)
+                    largest = pointwiseMax(largest, bits & 0x7FFF_FFFF)
+                }
+                i += 16
+            }
+            var largestBits = max(largest.max(), sliceMaxima[t * segments.count + k])
+            for r in 0..<rows {
+                let row = base + r * rowStride
+                for i in i..<block.count { largestBits = max(largestBits, row[i].bitPattern & 0x7FFF_FFFF) }
+            }
+            sliceMaxima[t * segments.count + k] = largestBits
+        }
+    }
+
+    /// Each value's sum over the chunks of its quantised partials, into `sums`.
+    private struct Quantize: BlockTask {
+        let maxima: UnsafeBufferPointer<Float>
+        let sums: UnsafeMutableBufferPointer<Int64>
+        let rows: Int
+
+        func run(slice t: Int, segment k: Int, block: Range<Int>, base: UnsafePointer<Float>, rowStride: Int) {
+            let scale = Double(sign: .plus, exponent: ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
+            // round(x·2^s) to Int64 by the magic-number trick: adding 1.5·2⁵² leaves
+            // round_half_even(x·2^s) in the low mantissa bits, exactly as
+            // `.rounded(.toNearestOrEven)` would, for |x·2^s| < 2⁵¹ (here ≤ 2³⁸).
+            // x·2^s is exact, so fusing the multiply and the add changes nothing.
+            let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
+            let scales = SIMD8<Double>(repeating: scale), magics = SIMD8<Double>(repeating: magic)
+            let out = sums.baseAddress! + block.lowerBound
+            var i = 0
+            while i + 8 <= block.count {
+                var sum = SIMD8<Int64>()
+                for r in 0..<rows {
+                    let x = UnsafeRawPointer(base + r * rowStride + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let shifted = SIMD8<Double>(x) * scales + magics
+                    sum &+= unsafeBitCast(shifted, to: SIMD8<Int64>.self) &- magicBits
+                }
+                UnsafeMutableRawPointer(out + i).storeBytes(of: sum, as: SIMD8<Int64>.self)
+                i += 8
+            }
+            for i in i..<block.count {
+                out[i] = 0
+                for r in 0..<rows {
+                    let shifted = Double(base[r * rowStride + i]) * scale + magic
+                    out[i] &+= Int64(bitPattern: shifted.bitPattern) &- magicBits
+                }
+            }
+        }
+    }
+
+    /// Slice t of each segment's global integer sums, back to Float into `result`.
+    private struct Unscale: ChunkTask {
+        let sums: UnsafeBufferPointer<Int64>
+        let maxima: UnsafeBufferPointer<Float>
+        let segments: [SumSegment]
+        let slices: Int
+        let result: UnsafeMutablePointer<Float>
+
+        func run(chunk t: Int, workspace: Workspace) {
+            for (k, segment) in segments.enumerated() {
+                let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
+                let range = ChunkExecutor.part(t, of: slices, segment.range)
+                var i = range.lowerBound
+                while i + 8 <= range.upperBound {
+                    let q = UnsafeRawPointer(sums.baseAddress! + i).loadUnaligned(as: SIMD8<Int64>.self)
+                    let value = SIMD8<Float>(SIMD8<Double>(SIMD8<Float>(q)) * unscale)
+                    UnsafeMutableRawPointer(result + i).storeBytes(of: value, as: SIMD8<Float>.self)
+                    i += 8
+                }
+                for i in i..<range.upperBound { result[i] = Float(Double(Float(sums[i])) * unscale) }
             }
         }
     }

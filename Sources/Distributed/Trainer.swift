@@ -124,14 +124,9 @@ public final class Trainer {
         let epoch = self.epoch
         let order = order(ofEpoch: epoch)
         let batchStart = (step % stepsPerEpoch) * options.batchSize + localChunks.lowerBound * options.chunkSize
-        let train = data.train
-        let input = activations.input, sampleSize = train.sampleSize, labels = labels
         let parameterCount = network.parameterCount
-        pass.forEachChunk { first, count, _, _ in
-            let indices = order[(batchStart + first)..<(batchStart + first + count)]
-            train.scale(indices, into: input + first * sampleSize)
-            for (k, i) in indices.enumerated() { labels[first + k] = train.labels[Int(i)] }
-        }
+        pass.forEachChunk(LoadBatch(order: order, batchStart: batchStart, train: data.train, input: activations.input,
+                                    sampleSize: data.train.sampleSize, labels: labels))
         reducer.step = step + 1
         CollectiveWatchdog.shared?.activity = "at step \(step + 1)"
         try network.forward(activations, pass)
@@ -163,16 +158,43 @@ public final class Trainer {
         // Elementwise, so slicing it over the threads changes no bit.
         let optimizer = options.optimizer, rate = learningRate(atStep: step), slices = executor.threadCount
         let p = parameters.baseAddress!, g = gradient.baseAddress!, v = velocity.baseAddress!
-        executor.run(chunks: slices) { t, _ in
-            let part = ChunkExecutor.part(t, of: slices, 0..<parameterCount)
-            optimizer.step(parameters: p + part.lowerBound, gradients: g + part.lowerBound, velocity: v + part.lowerBound,
-                           count: part.count, learningRate: rate)
-        }
+        executor.run(chunks: slices, UpdateParameters(optimizer: optimizer, rate: rate, slices: slices,
+                                                      parameterCount: parameterCount, p: p, g: g, v: v))
         let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
                                 accuracy: Double(counts[0]) / Double(options.batchSize), stopRequested: counts[1] > 0)
         step += 1
         if options.checkReplicasEvery > 0 && step % options.checkReplicasEvery == 0 { try checkReplicas() }
         return result
+    }
+
+    /// The chunk's samples of the global batch, scaled into the input, and their labels.
+    private struct LoadBatch: ChunkSamplesTask {
+        let order: [Int32]
+        let batchStart: Int
+        let train: Dataset
+        let input: UnsafeMutablePointer<Float>
+        let sampleSize: Int
+        let labels: UnsafeMutableBufferPointer<UInt8>
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let indices = order[(batchStart + first)..<(batchStart + first + count)]
+            train.scale(indices, into: input + first * sampleSize)
+            for (k, i) in indices.enumerated() { labels[first + k] = train.labels[Int(i)] }
+        }
+    }
+
+    /// The optimizer's step on slice t of the parameters.
+    private struct UpdateParameters: ChunkTask {
+        let optimizer: SGD
+        let rate: Float
+        let slices, parameterCount: Int
+        let p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
+
+        func run(chunk t: Int, workspace: Workspace) {
+            let part = ChunkExecutor.part(t, of: slices, 0..<parameterCount)
+            optimizer.step(parameters: p + part.lowerBound, gradients: g + part.lowerBound, velocity: v + part.lowerBound,
+                           count: part.count, learningRate: rate)
+        }
     }
 
     /// `--reduction float`: this rank's sum of the chunk partials of one tensor, in Float,

@@ -23,28 +23,46 @@ public final class Activation: Layer {
     public var outputShape: [Int] { inputShape }
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
-        switch function {
-        case .relu: map(pass) { relu(x + $0.lowerBound, into: y + $0.lowerBound, count: $0.count) }
-        case .gelu: map(pass) { for i in $0 { y[i] = Float(Activation.gelu(Double(x[i]))) } }
-        case .tanh: map(pass) { for i in $0 { y[i] = ScalarMath.tanh(x[i]) } }
+        pass.forEachChunk(Forward(function: function, y: y, x: x, size: inputSize))
+    }
+
+    /// The function over a chunk's elements: each function's loop is a loop of its own, so
+    /// that it compiles to one vectorised loop.
+    private struct Forward: ChunkSamplesTask {
+        let function: Function
+        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
+        let size: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let range = (first * size)..<((first + count) * size)
+            switch function {
+            case .relu: relu(x + range.lowerBound, into: y + range.lowerBound, count: range.count)
+            case .gelu: for i in range { y[i] = Float(Activation.gelu(Double(x[i]))) }
+            case .tanh: for i in range { y[i] = ScalarMath.tanh(x[i]) }
+            }
         }
     }
 
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         guard let dx else { return }
-        switch function {
-        case .relu: map(pass) { reluBackward(dy + $0.lowerBound, y + $0.lowerBound, into: dx + $0.lowerBound, count: $0.count) }
-        case .gelu: map(pass) { for i in $0 { dx[i] = dy[i] * Float(Activation.geluDerivative(Double(x[i]))) } }
-        case .tanh: map(pass) { for i in $0 { dx[i] = dy[i] * (1 - y[i] * y[i]) } }
-        }
+        pass.forEachChunk(Backward(function: function, dx: dx, dy: dy, x: x, y: y, size: inputSize))
     }
 
-    /// Runs `body` over the element range of every chunk (the loop inside `body`, so that
-    /// it compiles to one vectorised loop even where the closure is not inlined).
-    @inline(__always) private func map(_ pass: Pass, _ body: (Range<Int>) -> Void) {
-        let size = inputSize
-        pass.forEachChunk { first, count, _, _ in body((first * size)..<((first + count) * size)) }
+    /// The gradient over a chunk's elements, one loop per function as in `Forward`.
+    private struct Backward: ChunkSamplesTask {
+        let function: Function
+        let dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, y: UnsafePointer<Float>
+        let size: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let range = (first * size)..<((first + count) * size)
+            switch function {
+            case .relu: reluBackward(dy + range.lowerBound, y + range.lowerBound, into: dx + range.lowerBound, count: range.count)
+            case .gelu: for i in range { dx[i] = dy[i] * Float(Activation.geluDerivative(Double(x[i]))) }
+            case .tanh: for i in range { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+            }
+        }
     }
 
     /// x·Φ(x) with Φ the standard normal CDF, via erf.
@@ -87,8 +105,14 @@ public final class LogSoftmax: Layer {
     public var outputShape: [Int] { inputShape }
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
-        let n = inputSize
-        pass.forEachChunk { first, count, _, _ in
+        pass.forEachChunk(Forward(y: y, x: x, n: inputSize))
+    }
+
+    private struct Forward: ChunkSamplesTask {
+        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
+        let n: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             for s in first..<(first + count) {
                 logSoftmax(x + s * n, count: n, into: y + s * n)
             }
@@ -98,8 +122,14 @@ public final class LogSoftmax: Layer {
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         guard let dx else { return }
-        let n = inputSize
-        pass.forEachChunk { first, count, _, _ in
+        pass.forEachChunk(Backward(dx: dx, dy: dy, y: y, n: inputSize))
+    }
+
+    private struct Backward: ChunkSamplesTask {
+        let dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, y: UnsafePointer<Float>
+        let n: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             for s in first..<(first + count) {
                 let o = s * n
                 var total = 0.0

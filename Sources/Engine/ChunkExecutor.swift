@@ -5,6 +5,24 @@ import Synchronization
 import Glibc
 #endif
 
+/// The work of one parallel region of a `ChunkExecutor`: `run` once for every chunk, on any
+/// of the threads, with that thread's workspace. A task is a small struct holding what the
+/// work reads and writes; unlike a closure, it reaches the worker threads without a heap
+/// allocation (a non-escaping closure can only be handed to another thread through
+/// `withoutActuallyEscaping`, which boxes it on every call).
+public protocol ChunkTask {
+    func run(chunk: Int, workspace: Workspace)
+    /// Runs the task of this type stored at `task`: how a worker runs a task it knows only by
+    /// its type and its address.
+    static func run(at task: UnsafeRawPointer, chunk: Int, workspace: Workspace)
+}
+
+extension ChunkTask {
+    public static func run(at task: UnsafeRawPointer, chunk: Int, workspace: Workspace) {
+        task.assumingMemoryBound(to: Self.self).pointee.run(chunk: chunk, workspace: workspace)
+    }
+}
+
 /// Runs a rank's chunks on a fixed number of threads. The chunks are cut into one contiguous
 /// share per thread; since a chunk's result does not depend on where it runs, neither do the
 /// bits.
@@ -35,18 +53,17 @@ public final class ChunkExecutor {
         (range.lowerBound + t * range.count / parts)..<(range.lowerBound + (t + 1) * range.count / parts)
     }
 
-    /// Runs `body` for every chunk and returns when all are done. Not reentrant: `body` must
+    /// Runs `task` for every chunk and returns when all are done. Not reentrant: the task must
     /// not call `run` (or anything that does, such as `ExactReducer.sumChunks`).
-    public func run(chunks: Int, _ body: (_ chunk: Int, _ workspace: Workspace) -> Void) {
+    public func run<Task: ChunkTask>(chunks: Int, _ task: Task) {
         guard min(threadCount, chunks) > 1, let team else {
-            for c in 0..<chunks { body(c, workspaces[0]) }
+            for c in 0..<chunks { task.run(chunk: c, workspace: workspaces[0]) }
             return
         }
-        // The caller's closure itself goes to the workers (a new closure around it would be
-        // allocated on every call).
-        withoutActuallyEscaping(body) { body in
-            team.run(chunks: chunks, body)
-        }
+        // The workers get the task's type and address: two words, no allocation. The address
+        // is valid only inside this closure, and `team.run` returns only after every worker
+        // has checked in, so no worker reads it afterwards.
+        withUnsafePointer(to: task) { team.run(chunks: chunks, type: Task.self, task: UnsafeRawPointer($0)) }
     }
 }
 
@@ -62,9 +79,9 @@ private final class Team: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let sleepers: [Sleeper]
     private let workspaces: [Workspace]
-    /// The current region's work, set before `generation` moves and cleared after every
-    /// worker is done with it.
-    private var body: ((Int, Workspace) -> Void)?
+    /// The current region's task, by type and address (an existential metatype and a pointer:
+    /// no box); set before `generation` moves and cleared after every worker is done with it.
+    private var task: (type: any ChunkTask.Type, address: UnsafeRawPointer)?
     /// About 0.1 ms of polling before a worker sleeps: longer than the gap between layers,
     /// short enough not to steal a core from another process for long.
     private static let spinLimit = 100_000
@@ -91,10 +108,11 @@ private final class Team: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` on every chunk, thread t (the caller is 0) starting with the t-th contiguous
-    /// share (see `runShare`), and returns when all are done.
-    func run(chunks: Int, _ body: @escaping (Int, Workspace) -> Void) {
-        self.body = body
+    /// Runs the task of type `type` at `task` on every chunk, thread t (the caller is 0)
+    /// starting with the t-th contiguous share (see `runShare`), and returns when all are
+    /// done: only then may the task's memory go.
+    func run(chunks: Int, type: any ChunkTask.Type, task: UnsafeRawPointer) {
+        self.task = (type, task)
         let threads = min(shares.count, chunks)
         for (t, share) in shares.enumerated() {
             let range = t < threads ? ChunkExecutor.part(t, of: threads, 0..<chunks) : 0..<0
@@ -110,19 +128,19 @@ private final class Team: @unchecked Sendable {
             spins += 1
             if spins > Team.spinLimit { sched_yield() }
         }
-        self.body = nil
+        self.task = nil
     }
 
     /// Thread t's chunks of the current region: its own share, then any chunk of another
     /// share not yet claimed (each claim takes the share's next chunk, so every chunk runs once).
     private func runShare(_ t: Int) {
-        guard let body else { return }
+        guard let task else { return }
         for v in 0..<shares.count {
             let share = shares[(t + v) % shares.count]
             while true {
                 let c = share.next.wrappingAdd(1, ordering: .relaxed).oldValue
                 if c >= share.end { break }
-                body(c, workspaces[t])
+                task.type.run(at: task.address, chunk: c, workspace: workspaces[t])
             }
         }
     }

@@ -116,7 +116,21 @@ public final class Conv2d: ReLUFusing {
             Winograd.transformWeights(weight, outChannels: outChannels, inChannels: inChannels, outStride: patch,
                                       inStride: kernel * kernel, flipped: false, into: winograd)
         }
-        pass.forEachChunk { first, count, _, workspace in
+        pass.forEachChunk(Forward(layer: self, y: y, x: x, weight: weight, bias: bias, weightTransposed: weightTransposed,
+                                  winograd: winograd, inSize: inSize, outSize: outSize, patch: patch, positions: positions,
+                                  inChannels: inChannels, outChannels: outChannels, height: height, width: width,
+                                  padding: padding, fusesReLU: fusesReLU))
+    }
+
+    private struct Forward: ChunkSamplesTask {
+        let layer: Conv2d
+        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
+        let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
+        let weightTransposed: UnsafeMutablePointer<Float>?, winograd: UnsafeMutablePointer<Float>?
+        let inSize, outSize, patch, positions, inChannels, outChannels, height, width, padding: Int
+        let fusesReLU: Bool
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             for s in first..<(first + count) {
                 let out = y + s * outSize
                 if let winograd {
@@ -131,13 +145,13 @@ public final class Conv2d: ReLUFusing {
                     for p in 0..<positions {
                         copyFloats(bias, to: yT + p * outChannels, count: outChannels)
                     }
-                    gemm(m: positions, n: outChannels, k: patch, a: paddedInput(x + s * inSize, workspace),
-                         aRowStride: 0, aColStride: 0, aRowOffsets: positionOffsets, aColOffsets: rowOffsets,
+                    gemm(m: positions, n: outChannels, k: patch, a: layer.paddedInput(x + s * inSize, workspace),
+                         aRowStride: 0, aColStride: 0, aRowOffsets: layer.positionOffsets, aColOffsets: layer.rowOffsets,
                          b: weightTransposed, ldb: outChannels, c: yT, ldc: outChannels, accumulate: true)
                     transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
                 } else {
                     let cols = workspace.floats(0, count: patch * positions)
-                    im2col(x + s * inSize, into: cols)
+                    layer.im2col(x + s * inSize, into: cols)
                     for o in 0..<outChannels {
                         (out + o * positions).update(repeating: bias[o], count: positions)
                     }
@@ -168,16 +182,29 @@ public final class Conv2d: ReLUFusing {
                 }
             }
         }
-        pass.forEachChunk { first, count, chunk, workspace in
+        pass.forEachChunk(Backward(layer: self, pass: pass, dx: dx, dy: dy, x: x, y: y, weightByTap: weightByTap,
+                                   winograd: winograd, inSize: inSize, outSize: outSize, patch: patch,
+                                   positions: positions, inChannels: inChannels, outChannels: outChannels,
+                                   height: height, width: width))
+    }
+
+    private struct Backward: ChunkSamplesTask {
+        let layer: Conv2d
+        let pass: Pass
+        let dx: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, y: UnsafePointer<Float>
+        let weightByTap: UnsafeMutablePointer<Float>?, winograd: UnsafeMutablePointer<Float>?
+        let inSize, outSize, patch, positions, inChannels, outChannels, height, width: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             let grads = pass.gradients(ofChunk: chunk)
-            let dWeight = grads + weightOffset, dBias = grads + biasOffset
+            let dWeight = grads + layer.weightOffset, dBias = grads + layer.biasOffset
             let dyT = workspace.floats(1, count: positions * outChannels)
             let dWeightT = workspace.floats(2, count: outChannels * patch)
             let dV = workspace.floats(9, count: winograd == nil ? 0 : Winograd.points * inChannels * outChannels)
             dBias.update(repeating: 0, count: outChannels)
             for s in first..<(first + count) {
                 var dOut = dy + s * outSize
-                if fusesReLU && !gradientMasked {
+                if layer.fusesReLU && !layer.gradientMasked {
                     // ReLU's backward, on the output it wrote: y > 0 ? dy : 0.
                     let masked = workspace.floats(4, count: outSize)
                     reluBackward(dOut, y + s * outSize, into: masked, count: outSize)
@@ -193,21 +220,21 @@ public final class Conv2d: ReLUFusing {
                     let xT = workspace.floats(3, count: inSize)
                     transpose(x + s * inSize, rows: inChannels, cols: height * width, into: xT)
                     Winograd.accumulateKernelGradient(input: xT, height: height, width: width, inChannels: inChannels,
-                                                      padding: padding, outputGradient: dyT, outChannels: outChannels,
+                                                      padding: layer.padding, outputGradient: dyT, outChannels: outChannels,
                                                       into: dV, accumulate: s > first, workspace: workspace)
                 } else {
                     // dW[o, q] = Σ over (sample, position) of dy·cols, one chain in that order
                     // (each sample's gemm continues the chains), computed as dWᵀ = cols · dyᵀ:
                     // n = out channels keeps the vector lanes full even for conv1's 9 weights
                     // per filter.
-                    gemm(m: patch, n: outChannels, k: positions, a: paddedInput(x + s * inSize, workspace),
-                         aRowStride: 0, aColStride: 0, aRowOffsets: rowOffsets, aColOffsets: positionOffsets,
+                    gemm(m: patch, n: outChannels, k: positions, a: layer.paddedInput(x + s * inSize, workspace),
+                         aRowStride: 0, aColStride: 0, aRowOffsets: layer.rowOffsets, aColOffsets: layer.positionOffsets,
                          b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
                 }
                 if let dx, let winograd {
                     let dxT = workspace.floats(6, count: inSize)
-                    Winograd.convolve(dyT, height: outHeight, width: outWidth, inChannels: outChannels,
-                                      padding: kernel - 1 - padding, weights: winograd, outChannels: inChannels,
+                    Winograd.convolve(dyT, height: layer.outHeight, width: layer.outWidth, inChannels: outChannels,
+                                      padding: layer.kernel - 1 - layer.padding, weights: winograd, outChannels: inChannels,
                                       bias: nil, into: dxT, workspace: workspace)
                     transpose(dxT, rows: height * width, cols: inChannels, into: dx + s * inSize)
                 } else if let dx, let weightByTap {
@@ -216,7 +243,7 @@ public final class Conv2d: ReLUFusing {
                     let dColsT = workspace.floats(3, count: positions * patch)
                     gemm(m: positions, n: patch, k: outChannels, a: dyT, aRowStride: outChannels, aColStride: 1,
                          b: weightByTap, ldb: patch, c: dColsT, ldc: patch, accumulate: false)
-                    col2im(dColsT, into: dx + s * inSize, scratch: workspace.floats(6, count: inSize))
+                    layer.col2im(dColsT, into: dx + s * inSize, scratch: workspace.floats(6, count: inSize))
                 }
             }
             if winograd != nil {

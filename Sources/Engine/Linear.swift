@@ -37,7 +37,16 @@ public final class Linear: DeferredGradients {
         let bias = pass.parameters + biasOffset
         let weightTransposed = self.weightTransposed.storage(count: inFeatures * outFeatures)
         transpose(pass.parameters + weightOffset, rows: outFeatures, cols: inFeatures, into: weightTransposed)
-        pass.forEachShare { first, count, _ in
+        pass.forEachShare(Forward(y: y, x: x, bias: bias, weightTransposed: weightTransposed,
+                                  inFeatures: inFeatures, outFeatures: outFeatures))
+    }
+
+    private struct Forward: ShareSamplesTask {
+        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, bias: UnsafeMutablePointer<Float>
+        let weightTransposed: UnsafeMutablePointer<Float>
+        let inFeatures, outFeatures: Int
+
+        func run(first: Int, count: Int, workspace: Workspace) {
             let out = y + first * outFeatures
             for s in 0..<count {
                 (out + s * outFeatures).update(from: bias, count: outFeatures)
@@ -52,7 +61,17 @@ public final class Linear: DeferredGradients {
         let weight = pass.parameters + weightOffset
         let saved = savedGradient.storage(count: pass.sampleCount * outFeatures)
         savedInput = x
-        pass.forEachChunk { first, count, chunk, _ in
+        pass.forEachChunk(BiasGradient(pass: pass, dy: dy, biasOffset: biasOffset, outFeatures: outFeatures))
+        pass.forEachShare(InputGradient(dx: dx, dy: dy, weight: weight, saved: saved,
+                                        inFeatures: inFeatures, outFeatures: outFeatures))
+    }
+
+    private struct BiasGradient: ChunkSamplesTask {
+        let pass: Pass
+        let dy: UnsafePointer<Float>
+        let biasOffset, outFeatures: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             let dBias = pass.gradients(ofChunk: chunk) + biasOffset
             let dOut = dy + first * outFeatures
             dBias.update(repeating: 0, count: outFeatures)
@@ -60,7 +79,15 @@ public final class Linear: DeferredGradients {
                 for o in 0..<outFeatures { dBias[o] += dOut[s * outFeatures + o] }
             }
         }
-        pass.forEachShare { first, count, _ in
+    }
+
+    /// Saves the output gradient for `deferredPartials`, and computes dx = dy·W.
+    private struct InputGradient: ShareSamplesTask {
+        let dx: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>
+        let weight: UnsafeMutablePointer<Float>, saved: UnsafeMutablePointer<Float>
+        let inFeatures, outFeatures: Int
+
+        func run(first: Int, count: Int, workspace: Workspace) {
             (saved + first * outFeatures).update(from: dy + first * outFeatures, count: count * outFeatures)
             if let dx {
                 gemm(m: count, n: inFeatures, k: outFeatures, a: dy + first * outFeatures, aRowStride: outFeatures,

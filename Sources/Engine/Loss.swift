@@ -13,8 +13,20 @@ public enum LossFunction: String, Sendable {
     public func evaluate(outputs: UnsafePointer<Float>, labels: UnsafePointer<UInt8>, classes: Int, pass: Pass,
                          gradient: UnsafeMutablePointer<Float>?,
                          chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>) {
-        let batch = Double(pass.globalSampleCount)
-        pass.forEachChunk { first, count, chunk, workspace in
+        pass.forEachChunk(Evaluation(function: self, outputs: outputs, labels: labels, classes: classes,
+                                     batch: Double(pass.globalSampleCount), gradient: gradient,
+                                     chunkLoss: chunkLoss, chunkCorrect: chunkCorrect))
+    }
+
+    private struct Evaluation: ChunkSamplesTask {
+        let function: LossFunction
+        let outputs: UnsafePointer<Float>, labels: UnsafePointer<UInt8>
+        let classes: Int
+        let batch: Double
+        let gradient: UnsafeMutablePointer<Float>?
+        let chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             let logProbabilities = workspace.floats(0, count: classes)
             var lossSum = 0.0
             var correct: Int64 = 0
@@ -22,7 +34,7 @@ public enum LossFunction: String, Sendable {
                 let row = outputs + s * classes
                 let label = Int(labels[s])
                 if argmax(row, count: classes) == label { correct += 1 }
-                switch self {
+                switch function {
                 case .crossEntropy:
                     logSoftmax(row, count: classes, into: logProbabilities)
                     lossSum -= Double(logProbabilities[label])

@@ -45,30 +45,44 @@ public final class BatchNorm2d: Layer {
     public let inputShape: [Int]
     public var outputShape: [Int] { inputShape }
 
-    /// Fills `partials` with `width` per-channel chunk sums from `term(chunk plane, channel)`,
+    /// A value summed per chunk and channel by `reduceChunkSums`: `term(sample, channel, slot)`
+    /// for each of `perChannel` slots.
+    private protocol ChannelTerm {
+        func callAsFunction(_ sample: Int, _ channel: Int, _ slot: Int) -> Float
+    }
+
+    /// Fills `partials` with `width` per-channel chunk sums from `term(sample, channel, slot)`,
     /// then reduces them exactly over the global batch into `totals`.
-    private func reduceChunkSums(_ pass: Pass, perChannel: Int, segments: [SumSegment],
-                                 _ term: (_ sample: Int, _ channel: Int, _ slot: Int) -> Float) throws {
+    private func reduceChunkSums<Term: ChannelTerm>(_ pass: Pass, perChannel: Int, segments: [SumSegment],
+                                                    _ term: Term) throws {
         let width = perChannel * channels
         if partials.count < pass.chunkCount * width {
             partials = [Float](repeating: 0, count: pass.chunkCount * width)
         }
         partials.withUnsafeMutableBufferPointer { buffer in
-            let p = buffer.baseAddress!
-            pass.forEachChunk { first, count, chunk, _ in
-                let row = p + chunk * width
-                row.update(repeating: 0, count: width)
-                for s in first..<(first + count) {
-                    for slot in 0..<perChannel {
-                        for c in 0..<channels { row[slot * channels + c] += term(s, c, slot) }
-                    }
-                }
-            }
+            pass.forEachChunk(ChunkSums(p: buffer.baseAddress!, width: width, perChannel: perChannel,
+                                        channels: channels, term: term))
         }
         try partials.withUnsafeBufferPointer { p in
             try totals.withUnsafeMutableBufferPointer { t in
                 try pass.reducer.sumChunks(p.baseAddress!, rows: pass.chunkCount, width: width,
                                            segments: segments, into: t.baseAddress!)
+            }
+        }
+    }
+
+    private struct ChunkSums<Term: ChannelTerm>: ChunkSamplesTask {
+        let p: UnsafeMutablePointer<Float>
+        let width, perChannel, channels: Int
+        let term: Term
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let row = p + chunk * width
+            row.update(repeating: 0, count: width)
+            for s in first..<(first + count) {
+                for slot in 0..<perChannel {
+                    for c in 0..<channels { row[slot * channels + c] += term(s, c, slot) }
+                }
             }
         }
     }
@@ -80,16 +94,11 @@ public final class BatchNorm2d: Layer {
         let eps = pass.hyper.batchNormEpsilon
         if pass.training {
             let n = Float(pass.globalSampleCount * plane)
-            try reduceChunkSums(pass, perChannel: 1, segments: statisticsSegments[0]) { s, c, _ in
-                horizontalSum(x + (s * channels + c) * plane, count: plane)
-            }
+            try reduceChunkSums(pass, perChannel: 1, segments: statisticsSegments[0],
+                                Sum(x: x, channels: channels, plane: plane))
             for c in 0..<channels { mean[c] = totals[c] / n }
-            let meanCopy = mean
-            try reduceChunkSums(pass, perChannel: 1, segments: statisticsSegments[1]) { s, c, _ in
-                let p = x + (s * channels + c) * plane
-                let m = meanCopy[c], mv = Vec16(repeating: meanCopy[c])
-                return laneSum(count: plane, { let d = load16(p + $0) - mv; return d * d }, { let d = p[$0] - m; return d * d })
-            }
+            try reduceChunkSums(pass, perChannel: 1, segments: statisticsSegments[1],
+                                SquaredDeviation(x: x, meanCopy: mean, channels: channels, plane: plane))
             let momentum = pass.hyper.batchNormMomentum
             for c in 0..<channels {
                 let variance = totals[c] / n
@@ -109,8 +118,38 @@ public final class BatchNorm2d: Layer {
             alpha[c] = invStd[c] * weight[c]
             shift[c] = bias[c] - mean[c] * alpha[c]
         }
-        let alpha = alpha, shift = shift
-        pass.forEachChunk { first, count, _, _ in
+        pass.forEachChunk(Normalize(y: y, x: x, alpha: alpha, shift: shift, channels: channels, plane: plane))
+    }
+
+    /// A sample's sum over one channel's plane.
+    private struct Sum: ChannelTerm {
+        let x: UnsafePointer<Float>
+        let channels, plane: Int
+
+        func callAsFunction(_ s: Int, _ c: Int, _ slot: Int) -> Float {
+            horizontalSum(x + (s * channels + c) * plane, count: plane)
+        }
+    }
+
+    /// A sample's sum of (x − mean)² over one channel's plane.
+    private struct SquaredDeviation: ChannelTerm {
+        let x: UnsafePointer<Float>
+        let meanCopy: [Float]
+        let channels, plane: Int
+
+        func callAsFunction(_ s: Int, _ c: Int, _ slot: Int) -> Float {
+            let p = x + (s * channels + c) * plane
+            let m = meanCopy[c], mv = Vec16(repeating: meanCopy[c])
+            return laneSum(count: plane, { let d = load16(p + $0) - mv; return d * d }, { let d = p[$0] - m; return d * d })
+        }
+    }
+
+    private struct Normalize: ChunkSamplesTask {
+        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
+        let alpha: [Float], shift: [Float]
+        let channels, plane: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             for s in first..<(first + count) {
                 for c in 0..<channels {
                     let o = (s * channels + c) * plane
@@ -126,34 +165,13 @@ public final class BatchNorm2d: Layer {
         let meanCopy = mean, invStdCopy = invStd
         guard pass.training else {
             // Evaluation mode: the statistics are constants, so y is affine in x.
-            let weight = pass.parameters + weightOffset
-            pass.forEachChunk { first, count, chunk, _ in
-                let grads = pass.gradients(ofChunk: chunk)
-                (grads + weightOffset).update(repeating: 0, count: channels)
-                (grads + biasOffset).update(repeating: 0, count: channels)
-                for s in first..<(first + count) {
-                    for c in 0..<channels {
-                        let o = (s * channels + c) * plane
-                        let m = meanCopy[c], mv = Vec16(repeating: m)
-                        grads[biasOffset + c] += horizontalSum(dy + o, count: plane)
-                        grads[weightOffset + c] += invStdCopy[c] * laneSum(
-                            count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
-                        guard let dx else { continue }
-                        let scale = invStdCopy[c] * weight[c]
-                        for i in 0..<plane { dx[o + i] = dy[o + i] * scale }
-                    }
-                }
-            }
+            pass.forEachChunk(EvaluationBackward(
+                pass: pass, dx: dx, dy: dy, x: x, weight: pass.parameters + weightOffset, meanCopy: meanCopy,
+                invStdCopy: invStdCopy, weightOffset: weightOffset, biasOffset: biasOffset, channels: channels, plane: plane))
             return
         }
-        // Slot 0: Σdy; slot 1: Σdy·(x − mean).
-        func term(_ s: Int, _ c: Int, _ slot: Int) -> Float {
-            let o = (s * channels + c) * plane
-            if slot == 0 { return horizontalSum(dy + o, count: plane) }
-            let m = meanCopy[c], mv = Vec16(repeating: m)
-            return laneSum(count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
-        }
-        try reduceChunkSums(pass, perChannel: 2, segments: statisticsSegments[2], term)
+        try reduceChunkSums(pass, perChannel: 2, segments: statisticsSegments[2],
+                            GradientTerms(dy: dy, x: x, meanCopy: meanCopy, channels: channels, plane: plane))
         // Parameter gradients: each chunk's Σdy·x̂ and Σdy, reduced later with all gradients.
         for chunk in 0..<pass.chunkCount {
             let grads = pass.gradients(ofChunk: chunk), row = chunk * 2 * channels
@@ -165,8 +183,59 @@ public final class BatchNorm2d: Layer {
         guard let dx else { return }
         let n = Float(pass.globalSampleCount * plane)
         let weight = pass.parameters + weightOffset
-        let totalsCopy = totals
-        pass.forEachChunk { first, count, _, _ in
+        pass.forEachChunk(InputGradient(dx: dx, dy: dy, x: x, weight: weight, totalsCopy: totals, meanCopy: meanCopy,
+                                        invStdCopy: invStdCopy, channels: channels, plane: plane, n: n))
+    }
+
+    /// Evaluation mode's backward: the statistics are constants, so y is affine in x.
+    private struct EvaluationBackward: ChunkSamplesTask {
+        let pass: Pass
+        let dx: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, x: UnsafePointer<Float>
+        let weight: UnsafeMutablePointer<Float>
+        let meanCopy: [Float], invStdCopy: [Float]
+        let weightOffset, biasOffset, channels, plane: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let grads = pass.gradients(ofChunk: chunk)
+            (grads + weightOffset).update(repeating: 0, count: channels)
+            (grads + biasOffset).update(repeating: 0, count: channels)
+            for s in first..<(first + count) {
+                for c in 0..<channels {
+                    let o = (s * channels + c) * plane
+                    let m = meanCopy[c], mv = Vec16(repeating: m)
+                    grads[biasOffset + c] += horizontalSum(dy + o, count: plane)
+                    grads[weightOffset + c] += invStdCopy[c] * laneSum(
+                        count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
+                    guard let dx else { continue }
+                    let scale = invStdCopy[c] * weight[c]
+                    for i in 0..<plane { dx[o + i] = dy[o + i] * scale }
+                }
+            }
+        }
+    }
+
+    /// Slot 0: Σdy; slot 1: Σdy·(x − mean).
+    private struct GradientTerms: ChannelTerm {
+        let dy: UnsafePointer<Float>, x: UnsafePointer<Float>
+        let meanCopy: [Float]
+        let channels, plane: Int
+
+        func callAsFunction(_ s: Int, _ c: Int, _ slot: Int) -> Float {
+            let o = (s * channels + c) * plane
+            if slot == 0 { return horizontalSum(dy + o, count: plane) }
+            let m = meanCopy[c], mv = Vec16(repeating: m)
+            return laneSum(count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
+        }
+    }
+
+    private struct InputGradient: ChunkSamplesTask {
+        let dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>
+        let weight: UnsafeMutablePointer<Float>
+        let totalsCopy: [Float], meanCopy: [Float], invStdCopy: [Float]
+        let channels, plane: Int
+        let n: Float
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             for s in first..<(first + count) {
                 for c in 0..<channels {
                     let gradMean = totalsCopy[c] / n

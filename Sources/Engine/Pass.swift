@@ -145,30 +145,59 @@ public final class Pass {
         (c * chunkSize)..<min((c + 1) * chunkSize, sampleCount)
     }
 
-    /// Runs `body(first sample, sample count, chunk, workspace)` for every chunk.
-    public func forEachChunk(_ body: (_ first: Int, _ count: Int, _ chunk: Int, _ workspace: Workspace) -> Void) {
-        executor.run(chunks: chunkCount) { c, workspace in
-            let range = samples(ofChunk: c)
-            body(range.lowerBound, range.count, c, workspace)
-        }
+    /// Runs `task` for every chunk.
+    public func forEachChunk<Task: ChunkSamplesTask>(_ task: Task) {
+        executor.run(chunks: chunkCount, EachChunk(pass: self, task: task))
     }
 
-    /// Runs `body(first sample, sample count, workspace)` for each of `threadCount` contiguous
-    /// parts of the chunks (part t is where thread t starts in `forEachChunk`): for work whose
-    /// rows do not depend on the chunking, so that an operand shared by every row (a weight)
-    /// is streamed once per part instead of once per chunk.
-    public func forEachShare(_ body: (_ first: Int, _ count: Int, _ workspace: Workspace) -> Void) {
+    /// Runs `task` for each of `threadCount` contiguous parts of the chunks (part t is where
+    /// thread t starts in `forEachChunk`): for work whose rows do not depend on the chunking,
+    /// so that an operand shared by every row (a weight) is streamed once per part instead of
+    /// once per chunk.
+    public func forEachShare<Task: ShareSamplesTask>(_ task: Task) {
         let parts = min(executor.threadCount, chunkCount)
-        executor.run(chunks: parts) { t, workspace in
-            let chunks = ChunkExecutor.part(t, of: parts, 0..<chunkCount)
-            let first = chunks.lowerBound * chunkSize, end = min(chunks.upperBound * chunkSize, sampleCount)
-            body(first, end - first, workspace)
-        }
+        executor.run(chunks: parts, EachShare(pass: self, parts: parts, task: task))
     }
 
     /// The gradient partials of chunk `c`.
     public func gradients(ofChunk c: Int) -> UnsafeMutablePointer<Float> {
         chunkGradients! + c * parameterCount
+    }
+}
+
+/// The work of `Pass.forEachChunk` on one chunk: samples `first ..< first + count`, whose
+/// partials go to row `chunk`.
+public protocol ChunkSamplesTask {
+    func run(first: Int, count: Int, chunk: Int, workspace: Workspace)
+}
+
+/// The work of `Pass.forEachShare` on one thread's share of the chunks: samples
+/// `first ..< first + count`.
+public protocol ShareSamplesTask {
+    func run(first: Int, count: Int, workspace: Workspace)
+}
+
+/// A `ChunkSamplesTask` as the executor runs it: chunk index → the chunk's samples.
+private struct EachChunk<Task: ChunkSamplesTask>: ChunkTask {
+    let pass: Pass
+    let task: Task
+
+    func run(chunk c: Int, workspace: Workspace) {
+        let range = pass.samples(ofChunk: c)
+        task.run(first: range.lowerBound, count: range.count, chunk: c, workspace: workspace)
+    }
+}
+
+/// A `ShareSamplesTask` as the executor runs it: part t of `parts` of the chunks → its samples.
+private struct EachShare<Task: ShareSamplesTask>: ChunkTask {
+    let pass: Pass
+    let parts: Int
+    let task: Task
+
+    func run(chunk t: Int, workspace: Workspace) {
+        let chunks = ChunkExecutor.part(t, of: parts, 0..<pass.chunkCount)
+        let first = chunks.lowerBound * pass.chunkSize, end = min(chunks.upperBound * pass.chunkSize, pass.sampleCount)
+        task.run(first: first, count: end - first, workspace: workspace)
     }
 }
 

@@ -49,13 +49,24 @@ public final class MaxPool2d: Layer {
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let indices = argmax.storage(count: pass.sampleCount * outputSize)
         let inputEnd = x + pass.sampleCount * inputSize
-        pass.forEachChunk { first, count, _, _ in
-            let outputEnd = y + (first + count) * outputSize
+        pass.forEachChunk(Forward(layer: self, y: y, x: x, indices: indices, inputEnd: inputEnd, g: g,
+                                  planes: planes, inPlane: inPlane, outPlane: outPlane))
+    }
+
+    private struct Forward: ChunkSamplesTask {
+        let layer: MaxPool2d
+        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, indices: UnsafeMutablePointer<Int32>
+        let inputEnd: UnsafePointer<Float>
+        let g: PoolGeometry
+        let planes, inPlane, outPlane: Int
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let outputEnd = y + (first + count) * layer.outputSize
             for p in (first * planes)..<((first + count) * planes) {
                 let plane = x + p * inPlane, out = y + p * outPlane
                 let index = indices + p * outPlane
                 if g.kernel == 2 && g.stride == 2 {
-                    maxPool2x2(plane, out, index, inputEnd: inputEnd, outputEnd: outputEnd)
+                    layer.maxPool2x2(plane, out, index, inputEnd: inputEnd, outputEnd: outputEnd)
                     continue
                 }
                 for oy in 0..<g.outHeight {
@@ -149,7 +160,17 @@ public final class MaxPool2d: Layer {
         let g = geometry
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let masksReLU = masksReLU, overlapping = g.stride < g.kernel
-        pass.forEachChunk { first, count, _, workspace in
+        pass.forEachChunk(Backward(dx: dx, dy: dy, y: y, indices: indices, planes: planes, inPlane: inPlane,
+                                   outPlane: outPlane, masksReLU: masksReLU, overlapping: overlapping))
+    }
+
+    private struct Backward: ChunkSamplesTask {
+        let dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, y: UnsafePointer<Float>
+        let indices: UnsafeMutablePointer<Int32>
+        let planes, inPlane, outPlane: Int
+        let masksReLU, overlapping: Bool
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             let masked = workspace.floats(0, count: outPlane)
             for p in (first * planes)..<((first + count) * planes) {
                 let dPlane = dx + p * inPlane, index = indices + p * outPlane
@@ -198,7 +219,16 @@ public final class AvgPool2d: Layer {
         let g = geometry
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let divisor = Float(g.kernel * g.kernel)
-        pass.forEachChunk { first, count, _, _ in
+        pass.forEachChunk(Forward(y: y, x: x, g: g, planes: planes, inPlane: inPlane, outPlane: outPlane, divisor: divisor))
+    }
+
+    private struct Forward: ChunkSamplesTask {
+        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
+        let g: PoolGeometry
+        let planes, inPlane, outPlane: Int
+        let divisor: Float
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             for p in (first * planes)..<((first + count) * planes) {
                 let plane = x + p * inPlane, out = y + p * outPlane
                 for oy in 0..<g.outHeight {
@@ -222,7 +252,17 @@ public final class AvgPool2d: Layer {
         let g = geometry
         let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let divisor = Float(g.kernel * g.kernel)
-        pass.forEachChunk { first, count, _, _ in
+        pass.forEachChunk(Backward(dx: dx, dy: dy, g: g, planes: planes, inPlane: inPlane, outPlane: outPlane,
+                                   divisor: divisor))
+    }
+
+    private struct Backward: ChunkSamplesTask {
+        let dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>
+        let g: PoolGeometry
+        let planes, inPlane, outPlane: Int
+        let divisor: Float
+
+        func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             for p in (first * planes)..<((first + count) * planes) {
                 let dPlane = dx + p * inPlane, dOut = dy + p * outPlane
                 dPlane.update(repeating: 0, count: inPlane)
