@@ -340,6 +340,17 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
   gradient's product is computed as dcolsᵀ = dyᵀ·W with columns in (ky, kx, channel) order, so
   col2im adds whole channel vectors (channels-last) and transposes once, instead of adding rows
   of 11 floats with scalar tails.
+- **Winograd F(2×2, 3×3)** (`Sources/Engine/Winograd.swift`) for 3×3, stride-1 convolutions
+  over whole vectors of 16 channels (seed-cnn's conv2; not conv1, whose single input channel
+  makes the direct product cheaper). A 4×4 input tile gives a 2×2 output tile with 16 products
+  per channel pair instead of 36; the 16 products of all tiles are 16 `gemm`s over the
+  channels. The input gradient is the same computation on dy with the kernels rotated, and
+  the kernel gradient sums U ⊙ (A·dy·Aᵀ) over the chunk's tiles with one `gemm` per transform
+  point (a chain over 36 tiles per sample, continued sample after sample) and transforms back
+  once per chunk. Transforms work on channels-last vectors of 16 channels. It changes how
+  outputs round, not what they depend on (docs/determinism.md). conv2's forward went from
+  3.43 to 2.42 ms per step and its backward from 6.13 to 5.14 ms (bench-layers, best of
+  6–8 alternating runs).
 - **Fused ReLU**: a ReLU after a convolution runs in the convolution's output copy, and its
   gradient mask in the max pool after it (from the pooled values), so neither pass touches the
   5.5 MB first-layer activation. Same bits as the layers apart.
@@ -349,6 +360,9 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
   unstarted work of a thread slowed by another process on its core (or still waking up) is taken
   over.
   A chunk's result does not depend on its thread, so neither do the bits.
+- **No allocation per step**: buffers grow on first use and are reused; a parallel region
+  hands its work to the chunk threads as a small struct (`ChunkTask`) by address and type,
+  where a closure would be boxed on the heap at every call (`scripts/bench-alloc`).
 - **No step-sized clearing or scalar loops**: layers overwrite their gradient partials instead
   of adding into cleared ones; the exact reduction's maximum and fixed-point passes are explicit
   vector loops split over the threads, as is the SGD update.
