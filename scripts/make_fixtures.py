@@ -88,7 +88,8 @@ SMALL_CASES = {
         GRAD_NAMES,
     ),
     # 3x3, stride 1, channels in whole vectors of 16: the Winograd path. Odd output sizes
-    # leave partial 2x2 tiles at the bottom and the right.
+    # leave partial 2x2 tiles: at the right in p0 (4x5 output), at the bottom and the right
+    # in p1 (5x5).
     "conv2d_winograd_p0": (
         CONV_TEMPLATE.format(seed=11, xshape="2, 16, 6, 7", wshape="16, 16, 3, 3",
                              bshape="16", stride=1, padding=0),

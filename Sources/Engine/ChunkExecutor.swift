@@ -13,7 +13,7 @@ import Glibc
 public protocol ChunkTask {
     func run(chunk: Int, workspace: Workspace)
     /// Runs the task of this type stored at `task`: how a worker runs a task it knows only by
-    /// its type and its address.
+    /// its type and its address. Conformers take the default implementation below.
     static func run(at task: UnsafeRawPointer, chunk: Int, workspace: Workspace)
 }
 

@@ -4,8 +4,9 @@
 /// and the `[in·k·k, Ho·Wo]` im2col matrix goes through `gemm`, so every output is one
 /// fixed-order FMA chain over (in, ky, kx), started from the bias. The matrix is mostly not
 /// built: `gemm` reads it from the (zero-padded) input through two offset tables. A 3×3,
-/// stride-1 convolution over whole vectors of channels computes its output and its input
-/// gradient by Winograd's F(2×2, 3×3) instead (`Winograd`), with about half the products.
+/// stride-1 convolution whose channel counts are multiples of 16 computes its output, input
+/// gradient and kernel gradient by Winograd's F(2×2, 3×3) instead (`Winograd`), with about half
+/// the products; its outputs are fixed sequences of transforms and chains, the bias added last.
 public final class Conv2d: ReLUFusing {
     public let inChannels, outChannels, kernel, stride, padding: Int
     public let height, width, outHeight, outWidth: Int
@@ -92,6 +93,9 @@ public final class Conv2d: ReLUFusing {
         winogradWeights?.inputGradient.deallocate()
     }
 
+    /// Whether this convolution is computed by Winograd's F(2×2, 3×3) (for tests).
+    package var usesWinograd: Bool { winogradWeights != nil }
+
     public var description: String {
         "Conv2d(\(inChannels), \(outChannels), kernel_size=\(kernel), stride=\(stride), padding=\(padding))"
     }
@@ -104,43 +108,37 @@ public final class Conv2d: ReLUFusing {
     /// output (positions as the rows of the product let A be read through the offset tables);
     /// or, for few weights per filter, y = W · cols + bias straight into it from a built im2col
     /// matrix. Either way every output is one fixed-order FMA chain over (in, ky, kx) from the
-    /// bias. With Winograd, yᵀ is computed from the input transposed channels-last.
+    /// bias. With Winograd, yᵀ is computed from the input transposed channels-last, and the bias
+    /// is added after the output transform.
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
-        let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
-        let inChannels = inChannels, outChannels = outChannels, height = height, width = width, padding = padding
-        let fusesReLU = fusesReLU
-        let weight = pass.parameters + weightOffset, bias = pass.parameters + biasOffset
-        let weightTransposed = weightTransposed, winograd = winogradWeights?.forward
-        if let weightTransposed { transpose(weight, rows: outChannels, cols: patch, into: weightTransposed) }
-        if let winograd {
-            Winograd.transformWeights(weight, outChannels: outChannels, inChannels: inChannels, outStride: patch,
+        let weight = pass.parameters + weightOffset
+        if let weightTransposed { transpose(weight, rows: outChannels, cols: patchSize, into: weightTransposed) }
+        if let winograd = winogradWeights?.forward {
+            Winograd.transformWeights(weight, outChannels: outChannels, inChannels: inChannels, outStride: patchSize,
                                       inStride: kernel * kernel, flipped: false, into: winograd)
         }
-        pass.forEachChunk(Forward(layer: self, y: y, x: x, weight: weight, bias: bias, weightTransposed: weightTransposed,
-                                  winograd: winograd, inSize: inSize, outSize: outSize, patch: patch, positions: positions,
-                                  inChannels: inChannels, outChannels: outChannels, height: height, width: width,
-                                  padding: padding, fusesReLU: fusesReLU))
+        pass.forEachChunk(Forward(layer: self, y: y, x: x, weight: weight, bias: pass.parameters + biasOffset))
     }
 
     private struct Forward: ChunkSamplesTask {
         let layer: Conv2d
         let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
         let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
-        let weightTransposed: UnsafeMutablePointer<Float>?, winograd: UnsafeMutablePointer<Float>?
-        let inSize, outSize, patch, positions, inChannels, outChannels, height, width, padding: Int
-        let fusesReLU: Bool
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let inSize = layer.inputSize, outSize = layer.outputSize, patch = layer.patchSize
+            let positions = layer.positions, inChannels = layer.inChannels, outChannels = layer.outChannels
+            let height = layer.height, width = layer.width, fusesReLU = layer.fusesReLU
             for s in first..<(first + count) {
                 let out = y + s * outSize
-                if let winograd {
+                if let winograd = layer.winogradWeights?.forward {
                     let xT = workspace.floats(3, count: inSize), yT = workspace.floats(0, count: positions * outChannels)
                     transpose(x + s * inSize, rows: inChannels, cols: height * width, into: xT)
-                    Winograd.convolve(xT, height: height, width: width, inChannels: inChannels, padding: padding,
+                    Winograd.convolve(xT, height: height, width: width, inChannels: inChannels, padding: layer.padding,
                                       weights: winograd, outChannels: outChannels, bias: bias, into: yT,
                                       workspace: workspace)
                     transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
-                } else if let weightTransposed {
+                } else if let weightTransposed = layer.weightTransposed {
                     let yT = workspace.floats(0, count: positions * outChannels)
                     for p in 0..<positions {
                         copyFloats(bias, to: yT + p * outChannels, count: outChannels)
@@ -165,11 +163,8 @@ public final class Conv2d: ReLUFusing {
 
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
-        let inSize = inputSize, outSize = outputSize, patch = patchSize, positions = positions
-        let inChannels = inChannels, outChannels = outChannels, height = height, width = width
-        let weightByTap = weightByTap, winograd = winogradWeights?.inputGradient
-        let weight = pass.parameters + weightOffset, taps = kernel * kernel
-        if dx != nil, let winograd {
+        let weight = pass.parameters + weightOffset, patch = patchSize, taps = kernel * kernel
+        if dx != nil, let winograd = winogradWeights?.inputGradient {
             // dx is the full convolution of dy with each kernel rotated by 180°, the channels swapped.
             Winograd.transformWeights(weight, outChannels: inChannels, inChannels: outChannels, outStride: taps,
                                       inStride: patch, flipped: true, into: winograd)
@@ -182,20 +177,19 @@ public final class Conv2d: ReLUFusing {
                 }
             }
         }
-        pass.forEachChunk(Backward(layer: self, pass: pass, dx: dx, dy: dy, x: x, y: y, weightByTap: weightByTap,
-                                   winograd: winograd, inSize: inSize, outSize: outSize, patch: patch,
-                                   positions: positions, inChannels: inChannels, outChannels: outChannels,
-                                   height: height, width: width))
+        pass.forEachChunk(Backward(layer: self, pass: pass, dx: dx, dy: dy, x: x, y: y))
     }
 
     private struct Backward: ChunkSamplesTask {
         let layer: Conv2d
         let pass: Pass
         let dx: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, y: UnsafePointer<Float>
-        let weightByTap: UnsafeMutablePointer<Float>?, winograd: UnsafeMutablePointer<Float>?
-        let inSize, outSize, patch, positions, inChannels, outChannels, height, width: Int
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let inSize = layer.inputSize, outSize = layer.outputSize, patch = layer.patchSize
+            let positions = layer.positions, inChannels = layer.inChannels, outChannels = layer.outChannels
+            let height = layer.height, width = layer.width
+            let weightByTap = layer.weightByTap, winograd = layer.winogradWeights?.inputGradient
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + layer.weightOffset, dBias = grads + layer.biasOffset
             let dyT = workspace.floats(1, count: positions * outChannels)

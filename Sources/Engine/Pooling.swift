@@ -4,6 +4,9 @@ public struct PoolGeometry: Sendable {
     public let channels, height, width, kernel, stride: Int
     public var outHeight: Int { (height - kernel) / stride + 1 }
     public var outWidth: Int { (width - kernel) / stride + 1 }
+    /// Floats in one input and one output channel plane.
+    public var inPlane: Int { height * width }
+    public var outPlane: Int { outHeight * outWidth }
     // Stored, not computed: layers read their sizes on every call, and a fresh array allocates.
     public let inputShape: [Int], outputShape: [Int]
 
@@ -46,7 +49,7 @@ public final class MaxPool2d: Layer {
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
         let g = geometry
-        let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
+        let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane
         let indices = argmax.storage(count: pass.sampleCount * outputSize)
         let inputEnd = x + pass.sampleCount * inputSize
         pass.forEachChunk(Forward(layer: self, y: y, x: x, indices: indices, inputEnd: inputEnd, g: g,
@@ -158,7 +161,7 @@ public final class MaxPool2d: Layer {
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         guard let dx, let indices = argmax.pointer else { return }
         let g = geometry
-        let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
+        let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane
         let masksReLU = masksReLU, overlapping = g.stride < g.kernel
         pass.forEachChunk(Backward(dx: dx, dy: dy, y: y, indices: indices, planes: planes, inPlane: inPlane,
                                    outPlane: outPlane, masksReLU: masksReLU, overlapping: overlapping))
@@ -216,19 +219,15 @@ public final class AvgPool2d: Layer {
     public var outputShape: [Int] { geometry.outputShape }
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
-        let g = geometry
-        let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
-        let divisor = Float(g.kernel * g.kernel)
-        pass.forEachChunk(Forward(y: y, x: x, g: g, planes: planes, inPlane: inPlane, outPlane: outPlane, divisor: divisor))
+        pass.forEachChunk(Forward(y: y, x: x, g: geometry))
     }
 
     private struct Forward: ChunkSamplesTask {
         let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
         let g: PoolGeometry
-        let planes, inPlane, outPlane: Int
-        let divisor: Float
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane, divisor = Float(g.kernel * g.kernel)
             for p in (first * planes)..<((first + count) * planes) {
                 let plane = x + p * inPlane, out = y + p * outPlane
                 for oy in 0..<g.outHeight {
@@ -249,20 +248,15 @@ public final class AvgPool2d: Layer {
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         guard let dx else { return }
-        let g = geometry
-        let planes = g.channels, inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
-        let divisor = Float(g.kernel * g.kernel)
-        pass.forEachChunk(Backward(dx: dx, dy: dy, g: g, planes: planes, inPlane: inPlane, outPlane: outPlane,
-                                   divisor: divisor))
+        pass.forEachChunk(Backward(dx: dx, dy: dy, g: geometry))
     }
 
     private struct Backward: ChunkSamplesTask {
         let dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>
         let g: PoolGeometry
-        let planes, inPlane, outPlane: Int
-        let divisor: Float
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane, divisor = Float(g.kernel * g.kernel)
             for p in (first * planes)..<((first + count) * planes) {
                 let dPlane = dx + p * inPlane, dOut = dy + p * outPlane
                 dPlane.update(repeating: 0, count: inPlane)

@@ -15,8 +15,8 @@ enum Winograd {
     /// Transform points of a tile: the 4×4 transformed tile, row-major.
     static let points = 16
 
-    /// Whether a convolution of this shape is computed this way: 3×3, stride 1, and channel
-    /// counts of whole vectors (below 16 input channels the direct product is the cheaper one).
+    /// Whether a convolution of this shape is computed this way: 3×3, stride 1, and both channel
+    /// counts multiples of 16, as the transforms load and store whole vectors of 16 channels.
     static func applies(kernel: Int, stride: Int, inChannels: Int, outChannels: Int) -> Bool {
         kernel == 3 && stride == 1 && inChannels % 16 == 0 && outChannels % 16 == 0
     }
@@ -39,10 +39,7 @@ enum Winograd {
                 let rows = (kernelTransform(g(0, 0), g(0, 1), g(0, 2)), kernelTransform(g(1, 0), g(1, 1), g(1, 2)),
                             kernelTransform(g(2, 0), g(2, 1), g(2, 2)))
                 @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
-                    store16(t.0, v + ((0 + j) * inChannels + i) * outChannels + o0)
-                    store16(t.1, v + ((4 + j) * inChannels + i) * outChannels + o0)
-                    store16(t.2, v + ((8 + j) * inChannels + i) * outChannels + o0)
-                    store16(t.3, v + ((12 + j) * inChannels + i) * outChannels + o0)
+                    storeColumn(j, t, v + i * outChannels + o0, pointStride: inChannels * outChannels)
                 }
                 store(column: 0, kernelTransform(rows.0.0, rows.1.0, rows.2.0))
                 store(column: 1, kernelTransform(rows.0.1, rows.1.1, rows.2.1))
@@ -128,10 +125,7 @@ enum Winograd {
                                 inputTransform(d(2, 0), d(2, 1), d(2, 2), d(2, 3)),
                                 inputTransform(d(3, 0), d(3, 1), d(3, 2), d(3, 3)))
                     @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
-                        store16(t.0, u + ((0 + j) * tileCount + tile) * channels + c0)
-                        store16(t.1, u + ((4 + j) * tileCount + tile) * channels + c0)
-                        store16(t.2, u + ((8 + j) * tileCount + tile) * channels + c0)
-                        store16(t.3, u + ((12 + j) * tileCount + tile) * channels + c0)
+                        storeColumn(j, t, u + tile * channels + c0, pointStride: tileCount * channels)
                     }
                     store(column: 0, inputTransform(rows.0.0, rows.1.0, rows.2.0, rows.3.0))
                     store(column: 1, inputTransform(rows.0.1, rows.1.1, rows.2.1, rows.3.1))
@@ -171,10 +165,7 @@ enum Winograd {
                     }
                     let rows = (gradientTransform(g(0, 0), g(0, 1)), gradientTransform(g(1, 0), g(1, 1)))
                     @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
-                        store16(t.0, dyTiles + ((0 + j) * tileCount + tile) * outChannels + o0)
-                        store16(t.1, dyTiles + ((4 + j) * tileCount + tile) * outChannels + o0)
-                        store16(t.2, dyTiles + ((8 + j) * tileCount + tile) * outChannels + o0)
-                        store16(t.3, dyTiles + ((12 + j) * tileCount + tile) * outChannels + o0)
+                        storeColumn(j, t, dyTiles + tile * outChannels + o0, pointStride: tileCount * outChannels)
                     }
                     store(column: 0, gradientTransform(rows.0.0, rows.1.0))
                     store(column: 1, gradientTransform(rows.0.1, rows.1.1))
@@ -213,6 +204,17 @@ enum Winograd {
                 store(column: 2, kernelGradientTransform(rows.0.2, rows.1.2, rows.2.2, rows.3.2))
             }
         }
+    }
+
+    /// Column j of a transformed 4×4 tile (its rows 0…3) to points j, 4 + j, 8 + j, 12 + j,
+    /// which lie `pointStride` floats apart from `base`.
+    @inline(__always)
+    private static func storeColumn(_ j: Int, _ t: (Vec16, Vec16, Vec16, Vec16), _ base: UnsafeMutablePointer<Float>,
+                                    pointStride: Int) {
+        store16(t.0, base + j * pointStride)
+        store16(t.1, base + (4 + j) * pointStride)
+        store16(t.2, base + (8 + j) * pointStride)
+        store16(t.3, base + (12 + j) * pointStride)
     }
 
     /// One dimension of Bᵀ·d·B: Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].

@@ -89,8 +89,10 @@ final class GradientCheckTests: XCTestCase {
     /// The Winograd path, padded, with partial tiles.
     func testConv2dWinograd() throws {
         try check("conv2d winograd", samples: 3, chunkSize: 2) {
-            try Conv2d(name: "conv", inShape: [16, 5, 5], outChannels: 16, kernel: 3, stride: 1, padding: 1,
-                       layout: &$0, initScheme: .default)
+            let conv = try Conv2d(name: "conv", inShape: [16, 5, 5], outChannels: 16, kernel: 3, stride: 1, padding: 1,
+                                  layout: &$0, initScheme: .default)
+            XCTAssertTrue(conv.usesWinograd)
+            return conv
         }
     }
 

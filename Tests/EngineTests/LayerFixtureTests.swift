@@ -92,24 +92,28 @@ final class LayerFixtureTests: XCTestCase {
     }
 
     /// The Winograd path (3×3, stride 1, 16 channels), with partial tiles at the bottom and right.
-    /// Its sums are longer (up to 288 terms, results of magnitude ~17) and the transforms add up
-    /// to 9 values before and after the products, so rounding reaches ~1e-5 where the direct
-    /// product's stays near 1e-6: held to 5e-5, still far below a wrong index or sign (O(1)).
+    /// Its sums are longer (up to 288 terms, results up to ~50 in magnitude) and the transforms
+    /// add up to 9 values before and after the products, so rounding reaches ~1e-5 where the
+    /// direct product's stays near 1e-6: held to 5e-5, still far below a wrong index or sign (O(1)).
     static let winogradTolerance: Float = 5e-5
 
     func testConv2dWinogradNoPadding() throws {
         try check("conv2d_winograd_p0", samples: 2, chunkSizes: [2, 1], inputs: ["weight", "bias"],
                   perSampleBitwise: true, tolerance: Self.winogradTolerance) {
-            try Conv2d(name: "layer", inShape: [16, 6, 7], outChannels: 16, kernel: 3, stride: 1, padding: 0,
-                       layout: &$0, initScheme: .default)
+            let conv = try Conv2d(name: "layer", inShape: [16, 6, 7], outChannels: 16, kernel: 3, stride: 1, padding: 0,
+                                  layout: &$0, initScheme: .default)
+            XCTAssertTrue(conv.usesWinograd)
+            return conv
         }
     }
 
     func testConv2dWinogradPadding1() throws {
         try check("conv2d_winograd_p1", samples: 2, chunkSizes: [2, 1], inputs: ["weight", "bias"],
                   perSampleBitwise: true, tolerance: Self.winogradTolerance) {
-            try Conv2d(name: "layer", inShape: [16, 5, 5], outChannels: 32, kernel: 3, stride: 1, padding: 1,
-                       layout: &$0, initScheme: .default)
+            let conv = try Conv2d(name: "layer", inShape: [16, 5, 5], outChannels: 32, kernel: 3, stride: 1, padding: 1,
+                                  layout: &$0, initScheme: .default)
+            XCTAssertTrue(conv.usesWinograd)
+            return conv
         }
     }
 
