@@ -126,7 +126,7 @@ public final class Trainer {
         let batchStart = (step % stepsPerEpoch) * options.batchSize + localChunks.lowerBound * options.chunkSize
         let parameterCount = network.parameterCount
         pass.forEachChunk(LoadBatch(order: order, batchStart: batchStart, train: data.train, input: activations.input,
-                                    sampleSize: data.train.sampleSize, labels: labels))
+                                    labels: labels))
         reducer.step = step + 1
         CollectiveWatchdog.shared?.activity = "at step \(step + 1)"
         try network.forward(activations, pass)
@@ -173,12 +173,11 @@ public final class Trainer {
         let batchStart: Int
         let train: Dataset
         let input: UnsafeMutablePointer<Float>
-        let sampleSize: Int
         let labels: UnsafeMutableBufferPointer<UInt8>
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             let indices = order[(batchStart + first)..<(batchStart + first + count)]
-            train.scale(indices, into: input + first * sampleSize)
+            train.scale(indices, into: input + first * train.sampleSize)
             for (k, i) in indices.enumerated() { labels[first + k] = train.labels[Int(i)] }
         }
     }

@@ -98,7 +98,7 @@ public final class BatchNorm2d: Layer {
                                 Sum(x: x, channels: channels, plane: plane))
             for c in 0..<channels { mean[c] = totals[c] / n }
             try reduceChunkSums(pass, perChannel: 1, segments: statisticsSegments[1],
-                                SquaredDeviation(x: x, meanCopy: mean, channels: channels, plane: plane))
+                                SquaredDeviation(x: x, mean: mean, channels: channels, plane: plane))
             let momentum = pass.hyper.batchNormMomentum
             for c in 0..<channels {
                 let variance = totals[c] / n
@@ -134,12 +134,12 @@ public final class BatchNorm2d: Layer {
     /// A sample's sum of (x − mean)² over one channel's plane.
     private struct SquaredDeviation: ChannelTerm {
         let x: UnsafePointer<Float>
-        let meanCopy: [Float]
+        let mean: [Float]
         let channels, plane: Int
 
         func callAsFunction(_ s: Int, _ c: Int, _ slot: Int) -> Float {
             let p = x + (s * channels + c) * plane
-            let m = meanCopy[c], mv = Vec16(repeating: meanCopy[c])
+            let m = mean[c], mv = Vec16(repeating: mean[c])
             return laneSum(count: plane, { let d = load16(p + $0) - mv; return d * d }, { let d = p[$0] - m; return d * d })
         }
     }
@@ -162,29 +162,28 @@ public final class BatchNorm2d: Layer {
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         let plane = height * width, channels = channels
-        let meanCopy = mean, invStdCopy = invStd
         guard pass.training else {
             // Evaluation mode: the statistics are constants, so y is affine in x.
             pass.forEachChunk(EvaluationBackward(
-                pass: pass, dx: dx, dy: dy, x: x, weight: pass.parameters + weightOffset, meanCopy: meanCopy,
-                invStdCopy: invStdCopy, weightOffset: weightOffset, biasOffset: biasOffset, channels: channels, plane: plane))
+                pass: pass, dx: dx, dy: dy, x: x, weight: pass.parameters + weightOffset, mean: mean,
+                invStd: invStd, weightOffset: weightOffset, biasOffset: biasOffset, channels: channels, plane: plane))
             return
         }
         try reduceChunkSums(pass, perChannel: 2, segments: statisticsSegments[2],
-                            GradientTerms(dy: dy, x: x, meanCopy: meanCopy, channels: channels, plane: plane))
+                            GradientTerms(dy: dy, x: x, mean: mean, channels: channels, plane: plane))
         // Parameter gradients: each chunk's Σdy·x̂ and Σdy, reduced later with all gradients.
         for chunk in 0..<pass.chunkCount {
             let grads = pass.gradients(ofChunk: chunk), row = chunk * 2 * channels
             for c in 0..<channels {
-                grads[weightOffset + c] = partials[row + channels + c] * invStdCopy[c]
+                grads[weightOffset + c] = partials[row + channels + c] * invStd[c]
                 grads[biasOffset + c] = partials[row + c]
             }
         }
         guard let dx else { return }
         let n = Float(pass.globalSampleCount * plane)
         let weight = pass.parameters + weightOffset
-        pass.forEachChunk(InputGradient(dx: dx, dy: dy, x: x, weight: weight, totalsCopy: totals, meanCopy: meanCopy,
-                                        invStdCopy: invStdCopy, channels: channels, plane: plane, n: n))
+        pass.forEachChunk(InputGradient(dx: dx, dy: dy, x: x, weight: weight, totals: totals, mean: mean,
+                                        invStd: invStd, channels: channels, plane: plane, n: n))
     }
 
     /// Evaluation mode's backward: the statistics are constants, so y is affine in x.
@@ -192,7 +191,7 @@ public final class BatchNorm2d: Layer {
         let pass: Pass
         let dx: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, x: UnsafePointer<Float>
         let weight: UnsafeMutablePointer<Float>
-        let meanCopy: [Float], invStdCopy: [Float]
+        let mean: [Float], invStd: [Float]
         let weightOffset, biasOffset, channels, plane: Int
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
@@ -202,12 +201,12 @@ public final class BatchNorm2d: Layer {
             for s in first..<(first + count) {
                 for c in 0..<channels {
                     let o = (s * channels + c) * plane
-                    let m = meanCopy[c], mv = Vec16(repeating: m)
+                    let m = mean[c], mv = Vec16(repeating: m)
                     grads[biasOffset + c] += horizontalSum(dy + o, count: plane)
-                    grads[weightOffset + c] += invStdCopy[c] * laneSum(
+                    grads[weightOffset + c] += invStd[c] * laneSum(
                         count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
                     guard let dx else { continue }
-                    let scale = invStdCopy[c] * weight[c]
+                    let scale = invStd[c] * weight[c]
                     for i in 0..<plane { dx[o + i] = dy[o + i] * scale }
                 }
             }
@@ -217,13 +216,13 @@ public final class BatchNorm2d: Layer {
     /// Slot 0: Σdy; slot 1: Σdy·(x − mean).
     private struct GradientTerms: ChannelTerm {
         let dy: UnsafePointer<Float>, x: UnsafePointer<Float>
-        let meanCopy: [Float]
+        let mean: [Float]
         let channels, plane: Int
 
         func callAsFunction(_ s: Int, _ c: Int, _ slot: Int) -> Float {
             let o = (s * channels + c) * plane
             if slot == 0 { return horizontalSum(dy + o, count: plane) }
-            let m = meanCopy[c], mv = Vec16(repeating: m)
+            let m = mean[c], mv = Vec16(repeating: m)
             return laneSum(count: plane, { load16(dy + o + $0) * (load16(x + o + $0) - mv) }, { dy[o + $0] * (x[o + $0] - m) })
         }
     }
@@ -231,17 +230,17 @@ public final class BatchNorm2d: Layer {
     private struct InputGradient: ChunkSamplesTask {
         let dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>
         let weight: UnsafeMutablePointer<Float>
-        let totalsCopy: [Float], meanCopy: [Float], invStdCopy: [Float]
+        let totals: [Float], mean: [Float], invStd: [Float]
         let channels, plane: Int
         let n: Float
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             for s in first..<(first + count) {
                 for c in 0..<channels {
-                    let gradMean = totalsCopy[c] / n
-                    let projection = totalsCopy[channels + c] * invStdCopy[c] * invStdCopy[c] / n
-                    let scale = invStdCopy[c] * weight[c]
-                    let m = meanCopy[c]
+                    let gradMean = totals[c] / n
+                    let projection = totals[channels + c] * invStd[c] * invStd[c] / n
+                    let scale = invStd[c] * weight[c]
+                    let m = mean[c]
                     let o = (s * channels + c) * plane
                     for i in 0..<plane {
                         dx[o + i] = (dy[o + i] - (x[o + i] - m) * projection - gradMean) * scale

@@ -48,12 +48,9 @@ public final class MaxPool2d: Layer {
     public var outputShape: [Int] { geometry.outputShape }
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
-        let g = geometry
-        let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane
         let indices = argmax.storage(count: pass.sampleCount * outputSize)
         let inputEnd = x + pass.sampleCount * inputSize
-        pass.forEachChunk(Forward(layer: self, y: y, x: x, indices: indices, inputEnd: inputEnd, g: g,
-                                  planes: planes, inPlane: inPlane, outPlane: outPlane))
+        pass.forEachChunk(Forward(layer: self, y: y, x: x, indices: indices, inputEnd: inputEnd, g: geometry))
     }
 
     private struct Forward: ChunkSamplesTask {
@@ -61,9 +58,9 @@ public final class MaxPool2d: Layer {
         let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, indices: UnsafeMutablePointer<Int32>
         let inputEnd: UnsafePointer<Float>
         let g: PoolGeometry
-        let planes, inPlane, outPlane: Int
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane
             let outputEnd = y + (first + count) * layer.outputSize
             for p in (first * planes)..<((first + count) * planes) {
                 let plane = x + p * inPlane, out = y + p * outPlane
@@ -160,20 +157,17 @@ public final class MaxPool2d: Layer {
     public func backward(_ dx: UnsafeMutablePointer<Float>?, _ dy: UnsafePointer<Float>,
                          _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ pass: Pass) throws {
         guard let dx, let indices = argmax.pointer else { return }
-        let g = geometry
-        let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane
-        let masksReLU = masksReLU, overlapping = g.stride < g.kernel
-        pass.forEachChunk(Backward(dx: dx, dy: dy, y: y, indices: indices, planes: planes, inPlane: inPlane,
-                                   outPlane: outPlane, masksReLU: masksReLU, overlapping: overlapping))
+        pass.forEachChunk(Backward(dx: dx, dy: dy, y: y, indices: indices, g: geometry, masksReLU: masksReLU))
     }
 
     private struct Backward: ChunkSamplesTask {
         let dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, y: UnsafePointer<Float>
         let indices: UnsafeMutablePointer<Int32>
-        let planes, inPlane, outPlane: Int
-        let masksReLU, overlapping: Bool
+        let g: PoolGeometry
+        let masksReLU: Bool
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
+            let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane, overlapping = g.stride < g.kernel
             let masked = workspace.floats(0, count: outPlane)
             for p in (first * planes)..<((first + count) * planes) {
                 let dPlane = dx + p * inPlane, index = indices + p * outPlane

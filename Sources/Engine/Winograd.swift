@@ -49,9 +49,17 @@ enum Winograd {
         }
     }
 
-    /// The grid of 2×2 tiles covering an output of this size.
-    static func tiles(outHeight: Int, outWidth: Int) -> (rows: Int, columns: Int) {
-        ((outHeight + 1) / 2, (outWidth + 1) / 2)
+    /// The 2×2 output tiles of a 3×3 convolution of an H×W input zero-padded by `padding`.
+    struct TileGrid {
+        let outHeight, outWidth, rows, columns: Int
+        var count: Int { rows * columns }
+
+        init(height: Int, width: Int, padding: Int) {
+            outHeight = height + 2 * padding - 2
+            outWidth = width + 2 * padding - 2
+            rows = (outHeight + 1) / 2
+            columns = (outWidth + 1) / 2
+        }
     }
 
     /// out[oy·Wo + ox, o] = (bias[o] or 0) + the 3×3 convolution of `input` (`[H·W, inChannels]`,
@@ -60,32 +68,28 @@ enum Winograd {
     static func convolve(_ input: UnsafePointer<Float>, height: Int, width: Int, inChannels: Int, padding: Int,
                          weights v: UnsafePointer<Float>, outChannels: Int, bias: UnsafePointer<Float>?,
                          into out: UnsafeMutablePointer<Float>, workspace: Workspace) {
-        let outHeight = height + 2 * padding - 2, outWidth = width + 2 * padding - 2
-        let (tileRows, tileColumns) = tiles(outHeight: outHeight, outWidth: outWidth)
-        let tileCount = tileRows * tileColumns
-        let u = workspace.floats(7, count: points * tileCount * inChannels)
-        let m = workspace.floats(8, count: points * tileCount * outChannels)
-
-        transformInput(input, height: height, width: width, channels: inChannels, padding: padding,
-                       tileRows: tileRows, tileColumns: tileColumns, into: u)
+        let grid = TileGrid(height: height, width: width, padding: padding)
+        let u = transformedInput(input, height: height, width: width, channels: inChannels, padding: padding,
+                                 grid: grid, workspace: workspace)
+        let m = workspace.floats(8, count: points * grid.count * outChannels)
 
         // M[p] = U[p] · V[p]: each element one fixed-order chain over the input channels.
         for p in 0..<points {
-            gemm(m: tileCount, n: outChannels, k: inChannels,
-                 a: u + p * tileCount * inChannels, aRowStride: inChannels, aColStride: 1,
+            gemm(m: grid.count, n: outChannels, k: inChannels,
+                 a: u + p * grid.count * inChannels, aRowStride: inChannels, aColStride: 1,
                  b: v + p * inChannels * outChannels, ldb: outChannels,
-                 c: m + p * tileCount * outChannels, ldc: outChannels, accumulate: false)
+                 c: m + p * grid.count * outChannels, ldc: outChannels, accumulate: false)
         }
 
         // out = Aᵀ·M·A (+ bias) per tile, the outputs past the edge dropped.
-        for ty in 0..<tileRows {
-            for tx in 0..<tileColumns {
-                let tile = ty * tileColumns + tx
+        for ty in 0..<grid.rows {
+            for tx in 0..<grid.columns {
+                let tile = ty * grid.columns + tx
                 let oy = 2 * ty, ox = 2 * tx
-                let lastRow = min(2, outHeight - oy), lastColumn = min(2, outWidth - ox)
+                let lastRow = min(2, grid.outHeight - oy), lastColumn = min(2, grid.outWidth - ox)
                 for o0 in stride(from: 0, to: outChannels, by: 16) {
                     @inline(__always) func product(_ p: Int) -> Vec16 {
-                        load16(m + (p * tileCount + tile) * outChannels + o0)
+                        load16(m + (p * grid.count + tile) * outChannels + o0)
                     }
                     let rows = (outputTransform(product(0), product(1), product(2), product(3)),
                                 outputTransform(product(4), product(5), product(6), product(7)),
@@ -98,7 +102,8 @@ enum Winograd {
                     for dy in 0..<lastRow {
                         let row = dy == 0 ? tileOut.0 : tileOut.1
                         for dx in 0..<lastColumn {
-                            store16((dx == 0 ? row.0 : row.1) + offset, out + ((oy + dy) * outWidth + ox + dx) * outChannels + o0)
+                            store16((dx == 0 ? row.0 : row.1) + offset,
+                                    out + ((oy + dy) * grid.outWidth + ox + dx) * outChannels + o0)
                         }
                     }
                 }
@@ -106,14 +111,14 @@ enum Winograd {
         }
     }
 
-    /// U[p, tile, c] = (Bᵀ·d·B)[p] for each tile's 4×4 input d (zero outside the image): the
-    /// input `[H·W, channels]` read through the tiles of an output of `tileRows` × `tileColumns`.
-    static func transformInput(_ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int, padding: Int,
-                               tileRows: Int, tileColumns: Int, into u: UnsafeMutablePointer<Float>) {
-        let tileCount = tileRows * tileColumns
-        for ty in 0..<tileRows {
-            for tx in 0..<tileColumns {
-                let tile = ty * tileColumns + tx
+    /// U[p, tile, c] = (Bᵀ·d·B)[p] for each tile's 4×4 input d (zero outside the image), from
+    /// the input `[H·W, channels]`, in workspace slot 7.
+    private static func transformedInput(_ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int,
+                                         padding: Int, grid: TileGrid, workspace: Workspace) -> UnsafeMutablePointer<Float> {
+        let u = workspace.floats(7, count: points * grid.count * channels)
+        for ty in 0..<grid.rows {
+            for tx in 0..<grid.columns {
+                let tile = ty * grid.columns + tx
                 for c0 in stride(from: 0, to: channels, by: 16) {
                     @inline(__always) func d(_ i: Int, _ j: Int) -> Vec16 {
                         let iy = 2 * ty + i - padding, ix = 2 * tx + j - padding
@@ -125,7 +130,7 @@ enum Winograd {
                                 inputTransform(d(2, 0), d(2, 1), d(2, 2), d(2, 3)),
                                 inputTransform(d(3, 0), d(3, 1), d(3, 2), d(3, 3)))
                     @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
-                        storeColumn(j, t, u + tile * channels + c0, pointStride: tileCount * channels)
+                        storeColumn(j, t, u + tile * channels + c0, pointStride: grid.count * channels)
                     }
                     store(column: 0, inputTransform(rows.0.0, rows.1.0, rows.2.0, rows.3.0))
                     store(column: 1, inputTransform(rows.0.1, rows.1.1, rows.2.1, rows.3.1))
@@ -134,6 +139,7 @@ enum Winograd {
                 }
             }
         }
+        return u
     }
 
     /// The kernels' gradient, the adjoint of `convolve` in the weights: with y = Aᵀ·(V ⊙ U)·A
@@ -146,26 +152,23 @@ enum Winograd {
     static func accumulateKernelGradient(input: UnsafePointer<Float>, height: Int, width: Int, inChannels: Int,
                                          padding: Int, outputGradient dy: UnsafePointer<Float>, outChannels: Int,
                                          into dV: UnsafeMutablePointer<Float>, accumulate: Bool, workspace: Workspace) {
-        let outHeight = height + 2 * padding - 2, outWidth = width + 2 * padding - 2
-        let (tileRows, tileColumns) = tiles(outHeight: outHeight, outWidth: outWidth)
-        let tileCount = tileRows * tileColumns
-        let u = workspace.floats(7, count: points * tileCount * inChannels)
-        let dyTiles = workspace.floats(8, count: points * tileCount * outChannels)
-        transformInput(input, height: height, width: width, channels: inChannels, padding: padding,
-                       tileRows: tileRows, tileColumns: tileColumns, into: u)
+        let grid = TileGrid(height: height, width: width, padding: padding)
+        let u = transformedInput(input, height: height, width: width, channels: inChannels, padding: padding,
+                                 grid: grid, workspace: workspace)
+        let dyTiles = workspace.floats(8, count: points * grid.count * outChannels)
         // (A·dy·Aᵀ)[p] per tile, dy zero past the output's edge.
-        for ty in 0..<tileRows {
-            for tx in 0..<tileColumns {
-                let tile = ty * tileColumns + tx
+        for ty in 0..<grid.rows {
+            for tx in 0..<grid.columns {
+                let tile = ty * grid.columns + tx
                 for o0 in stride(from: 0, to: outChannels, by: 16) {
                     @inline(__always) func g(_ i: Int, _ j: Int) -> Vec16 {
                         let oy = 2 * ty + i, ox = 2 * tx + j
-                        guard oy < outHeight, ox < outWidth else { return Vec16() }
-                        return load16(dy + (oy * outWidth + ox) * outChannels + o0)
+                        guard oy < grid.outHeight, ox < grid.outWidth else { return Vec16() }
+                        return load16(dy + (oy * grid.outWidth + ox) * outChannels + o0)
                     }
                     let rows = (gradientTransform(g(0, 0), g(0, 1)), gradientTransform(g(1, 0), g(1, 1)))
                     @inline(__always) func store(column j: Int, _ t: (Vec16, Vec16, Vec16, Vec16)) {
-                        storeColumn(j, t, dyTiles + tile * outChannels + o0, pointStride: tileCount * outChannels)
+                        storeColumn(j, t, dyTiles + tile * outChannels + o0, pointStride: grid.count * outChannels)
                     }
                     store(column: 0, gradientTransform(rows.0.0, rows.1.0))
                     store(column: 1, gradientTransform(rows.0.1, rows.1.1))
@@ -176,9 +179,9 @@ enum Winograd {
         }
         // dV[p] (+)= U[p]ᵀ · (A·dy·Aᵀ)[p], a chain over the tiles.
         for p in 0..<points {
-            gemm(m: inChannels, n: outChannels, k: tileCount,
-                 a: u + p * tileCount * inChannels, aRowStride: 1, aColStride: inChannels,
-                 b: dyTiles + p * tileCount * outChannels, ldb: outChannels,
+            gemm(m: inChannels, n: outChannels, k: grid.count,
+                 a: u + p * grid.count * inChannels, aRowStride: 1, aColStride: inChannels,
+                 b: dyTiles + p * grid.count * outChannels, ldb: outChannels,
                  c: dV + p * inChannels * outChannels, ldc: outChannels, accumulate: accumulate)
         }
     }

@@ -98,23 +98,23 @@ final class LayerFixtureTests: XCTestCase {
     static let winogradTolerance: Float = 5e-5
 
     func testConv2dWinogradNoPadding() throws {
-        try check("conv2d_winograd_p0", samples: 2, chunkSizes: [2, 1], inputs: ["weight", "bias"],
-                  perSampleBitwise: true, tolerance: Self.winogradTolerance) {
-            let conv = try Conv2d(name: "layer", inShape: [16, 6, 7], outChannels: 16, kernel: 3, stride: 1, padding: 0,
-                                  layout: &$0, initScheme: .default)
-            XCTAssertTrue(conv.usesWinograd)
-            return conv
-        }
+        try checkWinograd("conv2d_winograd_p0", inShape: [16, 6, 7], outChannels: 16, padding: 0)
     }
 
     func testConv2dWinogradPadding1() throws {
-        try check("conv2d_winograd_p1", samples: 2, chunkSizes: [2, 1], inputs: ["weight", "bias"],
-                  perSampleBitwise: true, tolerance: Self.winogradTolerance) {
-            let conv = try Conv2d(name: "layer", inShape: [16, 5, 5], outChannels: 32, kernel: 3, stride: 1, padding: 1,
-                                  layout: &$0, initScheme: .default)
-            XCTAssertTrue(conv.usesWinograd)
+        try checkWinograd("conv2d_winograd_p1", inShape: [16, 5, 5], outChannels: 32, padding: 1)
+    }
+
+    /// A 3×3, stride-1 Conv2d against its fixture, asserting that it takes the Winograd path.
+    func checkWinograd(_ name: String, inShape: [Int], outChannels: Int, padding: Int,
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        try check(name, samples: 2, chunkSizes: [2, 1], inputs: ["weight", "bias"], perSampleBitwise: true,
+                  tolerance: Self.winogradTolerance, make: {
+            let conv = try Conv2d(name: "layer", inShape: inShape, outChannels: outChannels, kernel: 3, stride: 1,
+                                  padding: padding, layout: &$0, initScheme: .default)
+            XCTAssertTrue(conv.usesWinograd, file: file, line: line)
             return conv
-        }
+        }, file: file, line: line)
     }
 
     func testLinear() throws {
