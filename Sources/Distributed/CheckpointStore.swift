@@ -39,12 +39,17 @@ public struct CheckpointStore {
         guard fd >= 0 else { throw EngineError.invalidCheckpoint("cannot write '\(temporary)': \(String(cString: strerror(errno)))") }
         var written = 0
         let ok = bytes.withUnsafeBytes { raw -> Bool in
-            while written < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n <= 0 { return false }
-                written += n
+            func writeThrough(_ end: Int) -> Bool {
+                while written < end {
+                    let n = Foundation.write(fd, raw.baseAddress! + written, end - written)
+                    if n <= 0 { return false }
+                    written += n
+                }
+                return fsync(fd) == 0
             }
-            return fsync(fd) == 0
+            guard writeThrough(raw.count / 2) else { return false }
+            TestHold.reached(.write, step: step, rank: 0)
+            return writeThrough(raw.count)
         }
         let error = String(cString: strerror(errno))
         close(fd)
@@ -68,17 +73,19 @@ public struct CheckpointStore {
             .sorted().map { "\(directory)/\($0)" }
     }
 
-    /// The newest checkpoint that loads and verifies, with a line for each newer one skipped.
-    public func newestValid(load: (String) throws -> Checkpoint) -> (checkpoint: Checkpoint, path: String, skipped: [String])? {
+    /// The newest checkpoint that loads and verifies (nil if none does), and a line for each
+    /// newer one skipped, with the reason.
+    public func newestValid(load: (String) throws -> Checkpoint)
+        -> (found: (checkpoint: Checkpoint, path: String)?, skipped: [String]) {
         var skipped: [String] = []
         for path in checkpoints().reversed() {
             do {
-                return (try load(path), path, skipped)
+                return ((try load(path), path), skipped)
             } catch {
                 skipped.append("skipping \(path): \(error)")
             }
         }
-        return nil
+        return (nil, skipped)
     }
 }
 

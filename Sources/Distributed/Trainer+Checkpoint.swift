@@ -13,25 +13,35 @@ extension TrainingOptions {
             tensors: Checkpoint.tensorTable(layout: network.layout))
     }
 
+    /// The settings that determine the weights, as (flag, value) pairs: what a resume checks
+    /// against the checkpoint and what the ranks compare at start-up.
+    public func weightSettings(network: Network) -> [(name: String, value: String)] {
+        manifest(network: network, step: 0, epoch: 0).weightSettings
+    }
+
     /// Fails unless a checkpoint was written by a run with these options: resuming with other
     /// values would silently change the weights it promises to reproduce.
     public func checkResumable(_ m: CheckpointManifest, model: ModelSpec, source: String) throws {
-        let mine = manifest(network: try Network(spec: model, inputShape: m.inputShape, classes: m.classes), step: 0, epoch: 0)
-        var differences = [
-            ("--model", m.model, mine.model), ("--seed", "\(m.seed)", "\(mine.seed)"),
-            ("--batch-size", "\(m.batchSize)", "\(mine.batchSize)"), ("--chunk-size", "\(m.chunkSize)", "\(mine.chunkSize)"),
-            ("--lr", "\(m.learningRate)", "\(mine.learningRate)"),
-            ("--lr-schedule", m.learningRateSchedule, mine.learningRateSchedule), ("--momentum", "\(m.momentum)", "\(mine.momentum)"),
-            ("--weight-decay", "\(m.weightDecay)", "\(mine.weightDecay)"), ("--nesterov", "\(m.nesterov)", "\(mine.nesterov)"),
-            ("--bn-momentum", "\(m.batchNormMomentum)", "\(mine.batchNormMomentum)"),
-            ("--bn-eps", "\(m.batchNormEpsilon)", "\(mine.batchNormEpsilon)"),
-        ].filter { $0.1 != $0.2 }
-        // The cosine schedule spans --epochs; other schedules do not depend on it.
-        if schedule.shape == .cosine && m.epochs != epochs { differences.append(("--epochs", "\(m.epochs)", "\(epochs)")) }
+        let mine = weightSettings(network: try Network(spec: model, inputShape: m.inputShape, classes: m.classes))
+        // The initialisation is behind a resumed run; the cosine schedule spans --epochs, the
+        // other schedules do not depend on it.
+        let ignored: Set<String> = schedule.shape == .cosine ? ["--init"] : ["--init", "--epochs"]
+        let differences = zip(m.weightSettings, mine).filter { $0.0.value != $0.1.value && !ignored.contains($0.0.name) }
         guard differences.isEmpty else {
-            let list = differences.map { "\($0.0) \($0.1) (flags say \($0.2))" }.joined(separator: ", ")
+            let list = differences.map { "\($0.0.name) \($0.0.value) (flags say \($0.1.value))" }.joined(separator: ", ")
             throw EngineError.invalidCheckpoint("'\(source)' was written with \(list); pass the checkpoint's values to resume it, or use another --checkpoint-dir")
         }
+    }
+}
+
+extension CheckpointManifest {
+    /// The weight-determining fields, each under the flag that sets it.
+    var weightSettings: [(name: String, value: String)] {
+        [("--model", model), ("input shape", inputShape.map(String.init).joined(separator: "×")), ("--classes", "\(classes)"),
+         ("--seed", "\(seed)"), ("--batch-size", "\(batchSize)"), ("--chunk-size", "\(chunkSize)"), ("--lr", "\(learningRate)"),
+         ("--lr-schedule", learningRateSchedule), ("--epochs", "\(epochs)"), ("--momentum", "\(momentum)"),
+         ("--weight-decay", "\(weightDecay)"), ("--nesterov", "\(nesterov)"), ("--bn-momentum", "\(batchNormMomentum)"),
+         ("--bn-eps", "\(batchNormEpsilon)"), ("--init", initScheme)]
     }
 }
 

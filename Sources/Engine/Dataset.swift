@@ -45,9 +45,17 @@ public struct DataSplits: Sendable {
     public let train: Dataset
     public let test: Dataset
 
+    /// The class count of every format we read (Fashion-MNIST, MNIST, CIFAR-10, synthetic)
+    /// unless the caller says otherwise.
+    public static let defaultClasses = 10
+
     /// Loads `synthetic[:TRAIN[:TEST]]`, or a directory of MNIST-format IDX files (plain or
-    /// .gz) or CIFAR-10 binary batches.
-    public static func load(_ location: String, seed: UInt64 = 0) throws -> DataSplits {
+    /// .gz) or CIFAR-10 binary batches, with labels 0 ..< `classes`: a label outside that range
+    /// is an error naming the file, the sample and the value, never a silently larger model.
+    public static func load(_ location: String, seed: UInt64 = 0, classes: Int = defaultClasses) throws -> DataSplits {
+        guard (2...256).contains(classes) else {
+            throw EngineError.invalidData("the class count must be between 2 and 256 (labels are bytes), got \(classes)")
+        }
         if location == "synthetic" || location.hasPrefix("synthetic:") {
             let sizes = location.split(separator: ":").dropFirst().map { Int($0) }
             guard sizes.count <= 2, sizes.allSatisfy({ $0 != nil && $0! > 0 && $0! <= 1_000_000 }) else {
@@ -55,8 +63,8 @@ public struct DataSplits: Sendable {
             }
             let train = sizes.first.map { $0! } ?? 6000
             let test = sizes.count > 1 ? sizes[1]! : max(train / 6, 1)
-            return DataSplits(train: Synthetic.make(seed: seed, count: train, stream: "train"),
-                              test: Synthetic.make(seed: seed, count: test, stream: "test"))
+            return DataSplits(train: Synthetic.make(seed: seed, count: train, stream: "train", classes: classes),
+                              test: Synthetic.make(seed: seed, count: test, stream: "test", classes: classes))
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: location, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -71,28 +79,33 @@ public struct DataSplits: Sendable {
                   let testLabels = idx("t10k-labels-idx1-ubyte") else {
                 throw EngineError.invalidData("'\(location)' has train-images-idx3-ubyte but not all of train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte")
             }
-            let train = try IDX.load(images: trainImages, labels: trainLabels, name: "train")
-            let test = try IDX.load(images: testImages, labels: testLabels, name: "test")
+            let train = try IDX.load(images: trainImages, labels: trainLabels, name: "train", classes: classes)
+            let test = try IDX.load(images: testImages, labels: testLabels, name: "test", classes: classes)
             guard train.shape == test.shape else {
                 throw EngineError.invalidData("train images are \(train.shape) but test images are \(test.shape)")
             }
-            let classes = max(train.classes, test.classes)
-            return DataSplits(train: train.withClasses(classes), test: test.withClasses(classes))
+            return DataSplits(train: train, test: test)
         }
         for base in [location, "\(location)/cifar-10-batches-bin"] where FileManager.default.fileExists(atPath: "\(base)/data_batch_1.bin") {
-            let trainFiles = (1...5).map { "\(base)/data_batch_\($0).bin" }.filter { FileManager.default.fileExists(atPath: $0) }
-            guard FileManager.default.fileExists(atPath: "\(base)/test_batch.bin") else {
-                throw EngineError.invalidData("'\(base)' has CIFAR-10 training batches but no test_batch.bin")
+            // All five training batches or none: training on a fifth of the data without a word
+            // would look like a worse model, not like a missing file.
+            let files = (1...5).map { "data_batch_\($0).bin" } + ["test_batch.bin"]
+            let missing = files.filter { !FileManager.default.fileExists(atPath: "\(base)/\($0)") }
+            guard missing.isEmpty else {
+                throw EngineError.invalidData("'\(base)' is an incomplete CIFAR-10 directory: \(missing.joined(separator: ", ")) missing (expected data_batch_1.bin … data_batch_5.bin and test_batch.bin)")
             }
-            return DataSplits(train: try CIFAR10.load(files: trainFiles, name: "train"),
-                              test: try CIFAR10.load(files: ["\(base)/test_batch.bin"], name: "test"))
+            let paths = files.map { "\(base)/\($0)" }
+            return DataSplits(train: try CIFAR10.load(files: Array(paths.prefix(5)), name: "train", classes: classes),
+                              test: try CIFAR10.load(files: [paths[5]], name: "test", classes: classes))
         }
         throw EngineError.invalidData("no data in '\(location)': expected MNIST-format IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-…) or CIFAR-10 binary batches (data_batch_1.bin … test_batch.bin)")
     }
 }
 
 extension Dataset {
-    func withClasses(_ classes: Int) -> Dataset {
-        Dataset(name: name, shape: shape, classes: classes, pixels: pixels, labels: labels)
+    /// Fails on the first label outside 0 ..< `classes`, naming where it came from.
+    static func checkLabels(_ labels: [UInt8], classes: Int, source: String) throws {
+        guard let bad = labels.firstIndex(where: { Int($0) >= classes }) else { return }
+        throw EngineError.invalidData("\(source): label \(labels[bad]) at sample \(bad) is outside the \(classes) classes (0…\(classes - 1)); pass --classes N if the data has more")
     }
 }

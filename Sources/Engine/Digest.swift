@@ -10,3 +10,17 @@ public func parameterDigest(parameters: [Float], buffers: [Float]) -> String {
     }
     return hasher.finalize().map { String(format: "%02x", $0) }.joined()
 }
+
+extension DataSplits {
+    /// Sizes, shape, classes and a SHA-256 of every label and pixel of both splits: equal on
+    /// two processes exactly when they hold the same data (wherever its files are).
+    public var identity: String {
+        var hasher = SHA256()
+        for split in [train, test] {
+            split.labels.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+            split.pixels.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        }
+        let hash = hasher.finalize().prefix(8).map { String(format: "%02x", $0) }.joined()
+        return "\(train.count) train + \(test.count) test of \(train.shape.map(String.init).joined(separator: "×")), \(train.classes) classes, sha256 \(hash)…"
+    }
+}

@@ -24,7 +24,8 @@ public enum IDX {
         return dims
     }
 
-    public static func load(images imagePath: String, labels labelPath: String, name: String) throws -> Dataset {
+    /// Loads images and their labels, each label checked to be below `classes`.
+    public static func load(images imagePath: String, labels labelPath: String, name: String, classes: Int) throws -> Dataset {
         let imageFile = try DataFile(path: imagePath)
         let imageDims = try header(imageFile, dimensions: 3, what: "images")
         let labelFile = try DataFile(path: labelPath)
@@ -36,9 +37,8 @@ public enum IDX {
         try imageFile.expectEnd()
         let labels = try labelFile.readBytes(labelDims[0], what: "the labels")
         try labelFile.expectEnd()
-        let classes = Int(labels.max() ?? 0) + 1
-        guard classes <= 256 else { throw EngineError.invalidData("'\(labelPath)': too many classes") }
-        return Dataset(name: name, shape: [1, imageDims[1], imageDims[2]], classes: max(classes, 2), pixels: pixels, labels: labels)
+        try Dataset.checkLabels(labels, classes: classes, source: "'\(labelPath)'")
+        return Dataset(name: name, shape: [1, imageDims[1], imageDims[2]], classes: classes, pixels: pixels, labels: labels)
     }
 }
 
@@ -47,7 +47,8 @@ public enum IDX {
 public enum CIFAR10 {
     static let recordSize = 3073
 
-    public static func load(files: [String], name: String) throws -> Dataset {
+    /// Loads the records of `files` in order, each label checked to be below `classes`.
+    public static func load(files: [String], name: String, classes: Int) throws -> Dataset {
         var pixels: [UInt8] = []
         var labels: [UInt8] = []
         for path in files {
@@ -60,16 +61,13 @@ public enum CIFAR10 {
             let bytes = try file.readBytes(size, what: "the records")
             try file.expectEnd()
             pixels.reserveCapacity(pixels.count + size)
-            for r in 0..<(size / recordSize) {
-                let label = bytes[r * recordSize]
-                guard label < 10 else {
-                    throw EngineError.invalidData("'\(path)': record \(r) has label \(label), beyond CIFAR-10's 10 classes")
-                }
-                labels.append(label)
-                pixels.append(contentsOf: bytes[(r * recordSize + 1)..<((r + 1) * recordSize)])
-            }
+            let records = size / recordSize
+            let fileLabels = (0..<records).map { bytes[$0 * recordSize] }
+            try Dataset.checkLabels(fileLabels, classes: classes, source: "'\(path)'")
+            labels += fileLabels
+            for r in 0..<records { pixels.append(contentsOf: bytes[(r * recordSize + 1)..<((r + 1) * recordSize)]) }
         }
-        return Dataset(name: name, shape: [3, 32, 32], classes: 10, pixels: pixels, labels: labels)
+        return Dataset(name: name, shape: [3, 32, 32], classes: classes, pixels: pixels, labels: labels)
     }
 }
 

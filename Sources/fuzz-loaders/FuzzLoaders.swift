@@ -23,8 +23,8 @@ enum FuzzLoaders {
         _ = setUp
         _ = try? loadCheckpoint(bytes: bytes, source: "fuzz input")
         _ = FileManager.default.createFile(atPath: candidate, contents: Data(bytes))
-        _ = try? IDX.load(images: candidate, labels: validLabels, name: "fuzz")
-        _ = try? IDX.load(images: validImages, labels: candidate, name: "fuzz")
+        _ = try? IDX.load(images: candidate, labels: validLabels, name: "fuzz", classes: 10)
+        _ = try? IDX.load(images: validImages, labels: candidate, name: "fuzz", classes: 10)
     }
 }
 

@@ -21,7 +21,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Which split: test or train.")
     var split = "test"
 
-    @Option(help: "Threads per rank (default: cores ÷ ranks on the node).")
+    @Option(parsing: .unconditional, help: "Threads per rank (default: cores ÷ ranks on the node).")
     var threads: Int?
 
     func validate() throws {
@@ -59,10 +59,10 @@ extension String {
 
 /// The `split` ("test" or "train") of the data at `location`, checked to fit a checkpoint's model.
 func loadSplit(_ split: String, of location: String, for network: Network, seed: UInt64) throws -> Dataset {
-    let splits = try DataSplits.load(location, seed: seed)
+    let splits = try DataSplits.load(location, seed: seed, classes: network.classes)
     let dataset = split == "test" ? splits.test : splits.train
-    guard dataset.shape == network.inputShape, dataset.classes <= network.classes else {
-        throw EngineError.invalidData("the data (\(dataset.shape), \(dataset.classes) classes) does not fit the checkpoint's model (\(network.inputShape), \(network.classes) classes)")
+    guard dataset.shape == network.inputShape else {
+        throw EngineError.invalidData("the data (\(dataset.shape.map(String.init).joined(separator: "×"))) does not fit the checkpoint's model (\(network.inputShape.map(String.init).joined(separator: "×")))")
     }
     return dataset
 }

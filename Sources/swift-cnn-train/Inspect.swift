@@ -28,7 +28,7 @@ struct Inspect: ParsableCommand {
     @Option(help: "Input shape CxHxW (or a feature count).")
     var input = "1x28x28"
 
-    @Option(help: "Number of classes.")
+    @Option(parsing: .unconditional, help: "Number of classes.")
     var classes = 10
 
     func run() throws {

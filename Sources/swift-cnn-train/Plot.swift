@@ -31,10 +31,10 @@ struct Plot: ParsableCommand {
     @Option(help: "The chart's title (default: the metrics file's name).")
     var title: String?
 
-    @Option(help: "Width of the image in pixels.")
+    @Option(parsing: .unconditional, help: "Width of the image in pixels.")
     var width = 900
 
-    @Option(help: "Height of each of the two panels in pixels.")
+    @Option(parsing: .unconditional, help: "Height of each of the two panels in pixels.")
     var panelHeight = 300
 
     func validate() throws {

@@ -35,10 +35,10 @@ struct Predict: ParsableCommand {
     @Option(help: "Which split: test or train.")
     var split = "test"
 
-    @Option(help: "Predict only the first N samples of the split (default: all).")
+    @Option(parsing: .unconditional, help: "Predict only the first N samples of the split (default: all).")
     var limit: Int?
 
-    @Option(help: "Columns for the K most probable classes (1 … the class count).")
+    @Option(parsing: .unconditional, help: "Columns for the K most probable classes (1 … the class count).")
     var top = 1
 
     @Option(help: "A binary PGM (P5) or PPM (P6) image to predict instead of --data; repeat for several (default: none).")
@@ -47,7 +47,7 @@ struct Predict: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "Write the CSV to this file (default: standard output).")
     var output: String?
 
-    @Option(help: "Threads (default: the cores). Does not change the results.")
+    @Option(parsing: .unconditional, help: "Threads (default: the cores). Does not change the results.")
     var threads: Int?
 
     func validate() throws {

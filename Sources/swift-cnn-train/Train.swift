@@ -10,6 +10,9 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "A preset (\(ModelSpec.presets.map(\.name).joined(separator: ", "))) or a spec such as conv32k3-relu-maxpool2-fc. See `inspect --help`.")
     var model = "seed-cnn"
+
+    @Option(parsing: .unconditional, help: "Classes: labels must lie in 0 … N−1 (Fashion-MNIST, MNIST and CIFAR-10 have 10).")
+    var classes = DataSplits.defaultClasses
 }
 
 struct Train: ParsableCommand {
@@ -19,6 +22,13 @@ struct Train: ParsableCommand {
         The weights after every step depend only on the seed, model, data, hyperparameters, \
         --batch-size and --chunk-size — not on the number of ranks or --threads.
 
+        Before training, every rank checks that all ranks were started with the same settings \
+        and data, and that the run fits in memory.
+
+        Exit codes: 0 finished; 1 runtime error; 64 bad flag, value, model spec or mismatched \
+        ranks; 75 stopped by SIGTERM, SIGINT or SIGUSR1 (after writing a checkpoint, with \
+        --checkpoint-dir): run again with --resume to continue.
+
         Examples:
           swift-cnn-train train --epochs 5
           mpirun -n 4 swift-cnn-train train --model seed-cnn-bn --batch-size 128
@@ -26,79 +36,85 @@ struct Train: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(help: "Epochs to train.")
+    @Option(parsing: .unconditional, help: "Epochs to train.")
     var epochs = 5
 
-    @Option(help: "Stop after this global step, counted from the start of training.")
+    @Option(parsing: .unconditional, help: "Stop after this global step, counted from the start of training.")
     var maxSteps: Int?
 
-    @Option(help: "Global batch size B (over all ranks).")
+    @Option(parsing: .unconditional, help: "Global batch size B (over all ranks).")
     var batchSize = 64
 
-    @Option(help: "Chunk size C: the unit of work; must divide the batch size. Part of what determines the weights.")
+    @Option(parsing: .unconditional, help: "Chunk size C: the unit of work; must divide the batch size. Part of what determines the weights.")
     var chunkSize = 8
 
-    @Option(help: "Learning rate.")
+    @Option(parsing: .unconditional, help: "Learning rate.")
     var lr: Float = 0.05
 
     @Option(help: "Learning-rate schedule: constant, step (×--lr-gamma every --lr-step-epochs epochs) or cosine (to 0 at the end of --epochs).")
     var lrSchedule = "cosine"
 
-    @Option(help: "Warm the learning rate up linearly over this many steps.")
+    @Option(parsing: .unconditional, help: "Warm the learning rate up linearly over this many steps.")
     var warmupSteps = 0
 
-    @Option(help: "For --lr-schedule step: epochs between decays.")
+    @Option(parsing: .unconditional, help: "For --lr-schedule step: epochs between decays.")
     var lrStepEpochs = 2
 
-    @Option(help: "For --lr-schedule step: the decay factor.")
+    @Option(parsing: .unconditional, help: "For --lr-schedule step: the decay factor.")
     var lrGamma: Float = 0.1
 
-    @Option(help: "SGD momentum.")
+    @Option(parsing: .unconditional, help: "SGD momentum.")
     var momentum: Float = 0.9
 
-    @Option(help: "L2 weight decay (added to gradients, as torch.optim.SGD).")
+    @Option(parsing: .unconditional, help: "L2 weight decay (added to gradients, as torch.optim.SGD).")
     var weightDecay: Float = 0
 
     @Flag(help: "Use Nesterov momentum.")
     var nesterov = false
 
-    @Option(help: "Seed for initialisation and the sample order.")
+    @Option(parsing: .unconditional, help: "Seed for initialisation and the sample order.")
     var seed: UInt64 = 1
 
     @Option(help: "Weight initialisation: default (PyTorch's), xavier or he.")
     var `init`: String = "default"
 
-    @Option(help: "Batch-norm running-statistics momentum.")
+    @Option(parsing: .unconditional, help: "Batch-norm running-statistics momentum.")
     var bnMomentum: Float = 0.1
 
-    @Option(help: "Batch-norm epsilon.")
+    @Option(parsing: .unconditional, help: "Batch-norm epsilon.")
     var bnEps: Float = 1e-5
 
-    @Option(help: "Threads per rank (default: cores ÷ ranks on the node). Does not change the results.")
+    @Option(parsing: .unconditional, help: "Threads per rank (default: cores ÷ ranks on the node). Does not change the results.")
     var threads: Int?
 
     @Option(help: "Gradient reduction: exact (fixed point, the same bits for any rank count) or float (plain MPI_Allreduce overlapped with backward; faster, not reproducible across rank counts).")
     var reduction = "exact"
 
-    @Option(help: "Every K steps, compare parameter digests across ranks and stop on divergence (0: never).")
+    @Option(parsing: .unconditional, help: "Every K steps, compare parameter digests across ranks and stop on divergence (0: never).")
     var checkReplicas = 0
 
     @Option(help: "Directory for checkpoints (written by rank 0). Without it, nothing is saved.")
     var checkpointDir: String?
 
-    @Option(help: "Write a checkpoint every K steps (0: only at the end and on SIGTERM/SIGINT/SIGUSR1).")
+    @Option(parsing: .unconditional, help: "Write a checkpoint every K steps (0: only at the end and on SIGTERM/SIGINT/SIGUSR1).")
     var checkpointEvery = 0
 
-    @Option(help: "Keep the newest K checkpoints.")
+    @Option(parsing: .unconditional, help: "Keep the newest K checkpoints.")
     var keep = 3
 
-    @Flag(help: "Continue from the newest valid checkpoint in --checkpoint-dir (start fresh if there is none).")
+    @Flag(help: "Continue from the newest valid checkpoint in --checkpoint-dir, which must exist; with none there yet, start from step 0. Checkpoints that do not load are listed with the reason.")
     var resume = false
+
+    @Flag(help: "With --resume: start from step 0 also when --checkpoint-dir does not exist or holds only checkpoints that do not load (instead of stopping with an error).")
+    var allowFreshStart = false
 
     @Option(help: "Append JSON lines of metrics (per logged step and per epoch) to this file.")
     var metrics: String?
 
-    @Option(help: "Seconds a rank may wait in one MPI collective for the others before it ends with an error naming the step, so that a lost host or a cut link stops the job instead of hanging it (0: wait forever). Must exceed the longest legitimate wait, such as rank 0 writing a checkpoint.")
+    @Option(parsing: .unconditional, help: "Log a step to --metrics every N steps (and the first step).")
+    var logEvery = 50
+
+    @Option(parsing: .unconditional, help: "Seconds a rank may wait in one MPI collective for the others before it ends with an error naming the step, so that a lost host or a cut link stops the job instead of hanging it (0: wait forever). Must exceed the longest legitimate wait, such as rank 0 writing a checkpoint.")
     var collectiveTimeout: Double = 120
 
     func validate() throws {
@@ -112,8 +128,10 @@ struct Train: ParsableCommand {
             throw ValidationError("--reduction must be exact or float (got '\(reduction)')")
         }
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir DIR") }
-        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be 0 or more") }
-        if keep < 1 { throw ValidationError("--keep must be at least 1") }
+        if allowFreshStart && !resume { throw ValidationError("--allow-fresh-start only applies with --resume") }
+        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
+        if keep < 1 { throw ValidationError("--keep must be at least 1 (got \(keep))") }
+        if logEvery < 1 { throw ValidationError("--log-every must be at least 1 (got \(logEvery))") }
         if !(collectiveTimeout >= 0) || !collectiveTimeout.isFinite {
             throw ValidationError("--collective-timeout must be a number of seconds, or 0 to wait forever (got \(collectiveTimeout))")
         }
@@ -140,58 +158,93 @@ struct Train: ParsableCommand {
         return o
     }
 
+    /// What each rank prepares on its own before the ranks agree to train.
+    struct Preparation {
+        let network: Network
+        let data: DataSplits
+        let metricsLog: MetricsLog?
+        let resumeFrom: (checkpoint: Checkpoint, path: String)?
+        /// (name, value) pairs every rank must share.
+        let settings: [(name: String, value: String)]
+    }
+
     func run() throws {
         try Job.run {
             let options = self.options
             let communicator = Job.communicator
-            try options.validate(ranks: communicator.size)
             if communicator.size > 1 && collectiveTimeout > 0 {
                 CollectiveWatchdog.install(timeout: collectiveTimeout, rank: communicator.rank)
             }
-            let spec = try ModelSpec(modelOptions.model)
             let store = checkpointDir.map { CheckpointStore(directory: $0, keep: keep) }
-            if Job.isRoot { try store?.prepare() }
-            let data = try DataSplits.load(modelOptions.data, seed: options.seed)
-            let network = try Network(spec: spec, inputShape: data.train.shape, classes: data.train.classes,
-                                      initScheme: options.initScheme)
-            let trainer = try Trainer(network: network, data: data, options: options, communicator: communicator)
-            let metricsLog = try metrics.map { try MetricsLog(path: $0) }
+            let prepared = Result { try prepare(options, store: store) }
+            try RankAgreement.agree(prepared.map(\.settings), communicator: communicator, exitCode: Job.exitCode(for:),
+                                    mismatchCode: Job.usageErrorCode)
+            let preparation = try prepared.get()
+            let (network, data) = (preparation.network, preparation.data)
+            let trainer = try Job.agreed { try Trainer(network: network, data: data, options: options, communicator: communicator) }
             StopSignal.install()
-            if resume, let store { try resumeTraining(trainer, store: store, spec: spec) }
-            Job.say("model \(modelOptions.model) (\(network.parameterCount.formatted()) parameters); data \(data.train.count) train / \(data.test.count) test of \(data.train.shape.map(String.init).joined(separator: "×"))")
+            if let found = preparation.resumeFrom {
+                try Job.agreed { try trainer.restore(found.checkpoint) }
+                Job.say("resumed from \(found.path) at step \(trainer.step)")
+            }
+            Job.say("model \(modelOptions.model) (\(network.parameterCount.formatted()) parameters); data \(data.train.count) train / \(data.test.count) test of \(data.train.shape.map(String.init).joined(separator: "×")), \(data.train.classes) classes")
             Job.say("\(communicator.size) rank\(communicator.size == 1 ? "" : "s") × \(options.threads) thread\(options.threads == 1 ? "" : "s"); batch \(options.batchSize) = \(options.chunksPerBatch) chunks of \(options.chunkSize); lr \(options.learningRate) \(options.schedule.summary); \(trainer.stepsPerEpoch) steps per epoch, \(trainer.totalSteps) in all")
-            let progress = Progress(total: trainer.totalSteps, batchSize: options.batchSize, metrics: metricsLog,
-                                    learningRate: trainer.learningRate(atStep:))
+            let progress = Progress(total: trainer.totalSteps, batchSize: options.batchSize, logEvery: logEvery,
+                                    metrics: preparation.metricsLog, learningRate: trainer.learningRate(atStep:))
             var epochLoss = 0.0, epochSteps = 0
             while trainer.step < trainer.totalSteps {
-                let result = try trainer.trainStep()
+                let result = try Job.agreed { try trainer.trainStep() }
                 epochLoss += Double(result.loss)
                 epochSteps += 1
-                progress.update(result)
+                try progress.update(result)
                 if result.stopRequested {
                     progress.clear()
                     let path = try saveCheckpoint(trainer, store: store)
                     Job.say("stopped by \(StopSignal.name) after step \(trainer.step)" + (path.map { "; checkpoint \($0); rerun with --resume to continue" } ?? "; no --checkpoint-dir, nothing saved"))
-                    Foundation.exit(0)
+                    // Not MPI_Finalize: after a signal it can hang (docs/architecture.md).
+                    Foundation.exit(Job.interruptedCode)
                 }
                 let epochDone = trainer.step % trainer.stepsPerEpoch == 0
                 if epochDone || trainer.step == trainer.totalSteps {
                     progress.clear()
-                    let test = try progress.excluded { try trainer.evaluate(data.test) }
+                    let test = try progress.excluded { try Job.agreed { try trainer.evaluate(data.test) } }
                     let trainLoss = epochLoss / Double(epochSteps)
                     let label = epochDone ? "epoch \(result.epoch + 1)/\(options.epochs)" : "step \(trainer.step) (epoch \(result.epoch + 1), partial)"
                     Job.say("\(label): train loss \(String(format: "%.4f", trainLoss)), test loss \(String(format: "%.4f", test.loss)), test accuracy \(String(format: "%.2f", 100 * test.accuracy))%, \(String(format: "%.0f", progress.imagesPerSecond)) images/s")
-                    progress.epochEnded(result, trainLoss: trainLoss, test: test)
+                    try progress.epochEnded(result, trainLoss: trainLoss, test: test)
                     epochLoss = 0
                     epochSteps = 0
                 }
                 if let store, checkpointEvery > 0, trainer.step % checkpointEvery == 0, trainer.step < trainer.totalSteps {
                     _ = try progress.excluded { try saveCheckpoint(trainer, store: store) }
                 }
+                TestHold.reached(.step, step: trainer.step, rank: communicator.rank)
             }
             if let path = try saveCheckpoint(trainer, store: store) { Job.say("checkpoint: \(path)") }
             Job.say("parameter digest: \(trainer.digest)")
         }
+    }
+
+    /// This rank's part of the start-up: flags, model, data, memory, metrics file, checkpoint
+    /// to resume. Touches no collective, so that a failure here reaches the agreement.
+    func prepare(_ options: TrainingOptions, store: CheckpointStore?) throws -> Preparation {
+        let communicator = Job.communicator
+        try options.validate(ranks: communicator.size)
+        let spec = try ModelSpec(modelOptions.model)
+        let data = try DataSplits.load(modelOptions.data, seed: options.seed, classes: modelOptions.classes)
+        let network = try Network(spec: spec, inputShape: data.train.shape, classes: data.train.classes,
+                                  initScheme: options.initScheme)
+        try Trainer.checkMemory(network: network, options: options, rank: communicator.rank,
+                                ranks: communicator.size, ranksOnThisNode: Job.ranksOnThisNode)
+        let resumeFrom = try store.flatMap { resume ? try findCheckpoint(in: $0, options: options, spec: spec) : nil }
+        if Job.isRoot { try store?.prepare() }
+        let metricsLog = try metrics.map { try MetricsLog(path: $0) }
+        let settings: [(name: String, value: String)] =
+            [("version", SwiftCNNTrain.configuration.version), ("data", data.identity)] + options.weightSettings(network: network)
+            + [("--max-steps", maxSteps.map(String.init) ?? "none"), ("--reduction", reduction),
+               ("--check-replicas", "\(checkReplicas)"), ("--checkpoint-every", "\(checkpointEvery)"),
+               ("the resumed checkpoint's step", resumeFrom.map { "\($0.checkpoint.manifest.step)" } ?? "none (from step 0)")]
+        return Preparation(network: network, data: data, metricsLog: metricsLog, resumeFrom: resumeFrom, settings: settings)
     }
 
     /// Rank 0 writes; every rank then learns that it succeeded, so none exits before the file is safe.
@@ -204,20 +257,35 @@ struct Train: ParsableCommand {
         }
         var ok: [Int64] = [failure == nil ? 0 : 1]
         try Job.communicator.allreduceSum(&ok)
-        if let failure { throw failure }
-        if ok[0] != 0 { throw EngineError.invalidCheckpoint("rank 0 could not write the checkpoint") }
+        if ok[0] != 0 {
+            throw AgreedError(message: failure.map { String(describing: $0) } ?? "", reportingRank: 0,
+                              code: failure.map(Job.exitCode(for:)) ?? 1)
+        }
         return path
     }
 
-    func resumeTraining(_ trainer: Trainer, store: CheckpointStore, spec: ModelSpec) throws {
-        guard let found = store.newestValid(load: { try loadCheckpoint(path: $0).0 }) else {
-            Job.say("no valid checkpoint in \(store.directory); starting from step 0")
-            return
+    /// The newest checkpoint that loads and fits these options, every one skipped said with
+    /// its reason; nil to start from step 0 (an empty directory, or --allow-fresh-start).
+    func findCheckpoint(in store: CheckpointStore, options: TrainingOptions, spec: ModelSpec) throws
+        -> (checkpoint: Checkpoint, path: String)? {
+        guard FileManager.default.fileExists(atPath: store.directory) else {
+            guard allowFreshStart else {
+                throw UsageError("--resume: checkpoint directory '\(store.directory)' does not exist; check the path, or add --allow-fresh-start to start from step 0")
+            }
+            Job.say("no checkpoint directory '\(store.directory)' yet; starting from step 0")
+            return nil
         }
-        found.skipped.forEach(Job.say)
-        try trainer.options.checkResumable(found.checkpoint.manifest, model: spec, source: found.path)
-        try trainer.restore(found.checkpoint)
-        Job.say("resumed from \(found.path) at step \(trainer.step)")
+        let search = store.newestValid(load: { try loadCheckpoint(path: $0).0 })
+        search.skipped.forEach(Job.say)
+        guard let found = search.found else {
+            if !search.skipped.isEmpty && !allowFreshStart {
+                throw EngineError.invalidCheckpoint("--resume: no checkpoint in '\(store.directory)' loads (\(plural(search.skipped.count, "skipped")), reasons above); move them away, or add --allow-fresh-start to start from step 0")
+            }
+            Job.say("no valid checkpoint in \(store.directory); starting from step 0")
+            return nil
+        }
+        try options.checkResumable(found.checkpoint.manifest, model: spec, source: found.path)
+        return found
     }
 }
 
@@ -226,20 +294,22 @@ struct Train: ParsableCommand {
 final class Progress {
     let total: Int
     let batchSize: Int
+    /// Steps between step records in the metrics file.
+    let logEvery: Int
     let metrics: MetricsLog?
     let learningRate: (Int) -> Float
     let start = Date()
     var lastPrint = Date()
-    var lastLog = Date.distantPast
     // Under mpirun a rank's stdout may be a pty even when the job's output goes to a log: plain lines there.
     let isTerminal = isatty(STDOUT_FILENO) != 0 && !MPICommunicator.launchedByMPI
     var images = 0
     /// Time spent outside training steps (evaluation, checkpoints), left out of images/s.
     var excludedSeconds = 0.0
 
-    init(total: Int, batchSize: Int, metrics: MetricsLog?, learningRate: @escaping (Int) -> Float) {
+    init(total: Int, batchSize: Int, logEvery: Int, metrics: MetricsLog?, learningRate: @escaping (Int) -> Float) {
         self.total = total
         self.batchSize = batchSize
+        self.logEvery = logEvery
         self.metrics = metrics
         self.learningRate = learningRate
     }
@@ -253,13 +323,13 @@ final class Progress {
          "elapsed_seconds": elapsed]
     }
 
-    func epochEnded(_ result: StepResult, trainLoss: Double, test: EvaluationResult) {
+    func epochEnded(_ result: StepResult, trainLoss: Double, test: EvaluationResult) throws {
         guard Job.isRoot, let metrics else { return }
         var entry = record(result, kind: "epoch")
         entry["train_loss"] = trainLoss
         entry["test_loss"] = Double(test.loss)
         entry["test_accuracy"] = test.accuracy
-        metrics.append(entry)
+        try metrics.append(entry)
     }
 
     var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start) - excludedSeconds, 1e-9) }
@@ -270,14 +340,14 @@ final class Progress {
         return try body()
     }
 
-    func update(_ result: StepResult) {
+    func update(_ result: StepResult) throws {
         images += batchSize
         guard Job.isRoot else { return }
-        let now = Date()
-        if let metrics, now.timeIntervalSince(lastLog) >= 1 || result.step == 0 {
-            lastLog = now
-            metrics.append(record(result, kind: "step"))
+        // By step, not by the clock: the same records for any machine and rank count.
+        if let metrics, result.step == 0 || (result.step + 1) % logEvery == 0 {
+            try metrics.append(record(result, kind: "step"))
         }
+        let now = Date()
         guard now.timeIntervalSince(lastPrint) >= (isTerminal ? 0.2 : 5) else { return }
         lastPrint = now
         let done = result.step + 1
@@ -319,8 +389,8 @@ final class MetricsLog {
         self.handle = handle
     }
 
-    func append(_ entry: [String: Any]) {
+    func append(_ entry: [String: Any]) throws {
         guard let json = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
-        handle.write(json + Data("\n".utf8))
+        try handle.write(contentsOf: json + Data("\n".utf8))
     }
 }

@@ -39,6 +39,20 @@ final class CLITests: XCTestCase {
             (["train", "--data", "synthetic:100:10", "--checkpoint-dir", "/proc/forbidden"], "cannot create checkpoint directory '/proc/forbidden'"),
             (["evaluate", "--checkpoint", "/nonexistent.scnn"], "cannot read checkpoint '/nonexistent.scnn'"),
             (["inspect", "--model", "conv32k9-fc", "--input", "1x4x4"], "kernel 9 does not fit a 4×4 input"),
+            // Negative numbers reach the range checks instead of being taken for flags.
+            (["train", "--lr", "-0.1", "--data", "synthetic:100:10"], "--lr must be a positive number (got -0.1)"),
+            (["train", "--momentum", "-0.5", "--data", "synthetic:100:10"], "--momentum must be in [0, 1) (got -0.5)"),
+            (["train", "--batch-size", "-8"], "--batch-size must be at least 1 (got -8)"),
+            (["train", "--epochs", "-1"], "--epochs must be at least 1 (got -1)"),
+            (["train", "--log-every", "-3"], "--log-every must be at least 1 (got -3)"),
+            (["plot", "m.jsonl", "-o", "c.svg", "--width", "-5"], "--width must be between 500 and 10000 (got -5)"),
+            (["inspect", "--classes", "-2"], "classes"),
+            // A batch no machine holds is refused before anything is allocated.
+            (["train", "--data", "synthetic:64:8", "--batch-size", "4000000", "--chunk-size", "8000"],
+             "--batch-size 4000000 needs about"),
+            (["train", "--data", "synthetic:64:8", "--classes", "300"], "the class count must be between 2 and 256"),
+            (["train", "--data", "synthetic:64:8", "--checkpoint-dir", "/nonexistent/run", "--resume"],
+             "checkpoint directory '/nonexistent/run' does not exist; check the path, or add --allow-fresh-start"),
         ]
         for (arguments, message) in cases {
             let result = try run(arguments)
@@ -47,6 +61,57 @@ final class CLITests: XCTestCase {
             let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty && !$0.hasPrefix("Usage:") && !$0.hasPrefix("  See") }
             XCTAssertEqual(lines.count, 1, "\(arguments): \(result.stderr)")
         }
+    }
+
+    /// The memory check names the largest batch that fits, and that batch passes it.
+    func testMemoryCheckNamesTheLargestBatchThatFits() throws {
+        let refused = try run(["train", "--data", "synthetic:64:8", "--batch-size", "4000000", "--chunk-size", "8000"])
+        XCTAssertEqual(refused.status, 64, refused.stderr)
+        let advice = try XCTUnwrap(refused.stderr.components(separatedBy: "the largest batch that fits is --batch-size ").last)
+        let largest = try XCTUnwrap(Int(advice.trimmingCharacters(in: .whitespacesAndNewlines)), refused.stderr)
+        XCTAssertEqual(largest % 8000, 0, "a multiple of the chunk size")
+        // That batch passes the memory check: the run then stops at the data check, which follows it.
+        let fits = try run(["train", "--data", "synthetic:64:8", "--batch-size", "\(largest)", "--chunk-size", "8000"])
+        XCTAssertFalse(fits.stderr.contains("needs about"), fits.stderr)
+        XCTAssertTrue(fits.stderr.contains("fewer than --batch-size \(largest)"), fits.stderr)
+    }
+
+    /// One label beyond the class count (here in the test split) stops the run before any
+    /// training, naming the file, the sample and the value; --classes admits it.
+    func testALabelOutsideTheClassesStopsTheRunBeforeTraining() throws {
+        let data = try IDXFile.dataSet(trainLabels: (0..<64).map { UInt8($0 % 10) }, testLabels: [1, 2, 255, 3])
+        let result = try run(["train", "--data", data, "--batch-size", "16", "--max-steps", "2"])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertEqual(result.stderr, "error: '\(data)/t10k-labels-idx1-ubyte': label 255 at sample 2 is outside the 10 classes (0…9); pass --classes N if the data has more\n")
+        XCTAssertFalse(result.stdout.contains("parameters"), "training started: \(result.stdout)")
+        let wider = try run(["train", "--data", data, "--batch-size", "16", "--max-steps", "2", "--classes", "256"])
+        XCTAssertEqual(wider.status, 0, wider.stderr)
+        XCTAssertTrue(wider.stdout.contains("256 classes"), wider.stdout)
+    }
+
+    /// --resume over checkpoints none of which loads is an error listing each with its reason,
+    /// not a silent start from step 0; --allow-fresh-start makes that start explicit.
+    func testResumeOverOnlyCorruptCheckpointsIsAnError() throws {
+        let dir = TestSupport.temporaryDirectory("corrupt")
+        let common = ["train", "--data", "synthetic:64:8", "--batch-size", "8", "--model", "mlp", "--checkpoint-dir", dir]
+        XCTAssertEqual(try run(common + ["--max-steps", "2", "--checkpoint-every", "1"]).status, 0)
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
+        }
+        let refused = try run(common + ["--resume"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stdout.contains("skipping \(dir)/checkpoint-000000002.scnn: "), refused.stdout)
+        XCTAssertTrue(refused.stdout.contains("skipping \(dir)/checkpoint-000000001.scnn: "), refused.stdout)
+        XCTAssertTrue(refused.stderr.contains("no checkpoint in '\(dir)' loads (2 skipped, reasons above)"), refused.stderr)
+        XCTAssertFalse(refused.stdout.contains("parameter digest"), refused.stdout)
+        let fresh = try run(common + ["--resume", "--allow-fresh-start", "--max-steps", "1"])
+        XCTAssertEqual(fresh.status, 0, fresh.stderr)
+        XCTAssertTrue(fresh.stdout.contains("starting from step 0"), fresh.stdout)
+        // An existing directory without checkpoints (a batch job's first start) starts from step 0.
+        let empty = TestSupport.temporaryDirectory("empty")
+        let first = try run(["train", "--data", "synthetic:64:8", "--batch-size", "8", "--model", "mlp", "--max-steps", "1",
+                             "--checkpoint-dir", empty, "--resume"])
+        XCTAssertEqual(first.status, 0, first.stderr)
     }
 
     func testTrainEvaluateAndMetricsEndToEnd() throws {

@@ -96,11 +96,13 @@ final class SlurmTests: XCTestCase {
         if let failure = Self.startFailure { throw ClusterTestError(failure) }
     }
 
-    /// Submits `script` with `tasks` tasks in `directory` and returns the job id.
-    func submit(_ script: String, tasks: Int, _ arguments: [String], in directory: String) throws -> String {
+    /// Submits `script` with `tasks` tasks in `directory` and returns the job id; the job
+    /// inherits `environment` (sbatch exports the submitter's environment).
+    func submit(_ script: String, tasks: Int, _ arguments: [String], in directory: String,
+                environment: [String: String] = [:]) throws -> String {
         let result = try runCommand("/usr/bin/sbatch", ["--parsable", "-n", "\(tasks)", "-D", directory,
                                                         Cluster.script("cluster/\(script)")] + Cluster.jobArguments(arguments),
-                                    timeout: 60, environment: Self.environment)
+                                    timeout: 60, environment: Self.environment.merging(environment) { $1 })
         guard result.status == 0, let id = result.stdout.split(separator: ";").first?.trimmingCharacters(in: .whitespacesAndNewlines),
               !id.isEmpty else { throw ClusterTestError("sbatch failed: \(result.stderr)") }
         return id
@@ -172,14 +174,15 @@ final class SlurmTests: XCTestCase {
     /// the job runs again, resumes and ends with the uninterrupted run's weights.
     func testScontrolRequeueCheckpointsResumesAndEndsWithTheUninterruptedDigest() throws {
         try requirePMIx()
-        let arguments = Cluster.common + ["--epochs", "40", "--max-steps", "150"]
+        let arguments = Cluster.common + ["--epochs", "2"]
         let reference = try Cluster.reference(arguments)
         let directory = TestSupport.temporaryDirectory("requeue")
-        let metrics = directory + "/metrics.jsonl"
-        let id = try submit("train.sbatch", tasks: 2, arguments + ["--metrics", metrics], in: directory)
-        Cluster.wait(upTo: 120) { Cluster.metricsLines(metrics) >= 2 || hasEnded(id) }
-        guard Cluster.metricsLines(metrics) >= 2, !hasEnded(id) else {
-            return XCTFail("the job was not training when it should be requeued: \(output(of: id, in: directory))")
+        // Both tasks hold after step 10 until Slurm's SIGTERM: the job is mid-run when it is
+        // requeued, however fast the machine. The second run resumes past step 10 and never holds.
+        let hold = Hold("step", step: 10)
+        let id = try submit("train.sbatch", tasks: 2, arguments, in: directory, environment: hold.environment)
+        guard hold.waitForRanks(2, isRunning: { !hasEnded(id) }) != nil else {
+            return XCTFail("the job never reached step 10: \(output(of: id, in: directory))")
         }
         let requeue = Cluster.capture("/usr/bin/scontrol", ["requeue", id], environment: Self.environment)
         XCTAssertEqual(requeue.status, 0, "scontrol requeue failed")
@@ -187,9 +190,9 @@ final class SlurmTests: XCTestCase {
         let log = output(of: id, in: directory)
         XCTAssertEqual(state, "COMPLETED", log)
         XCTAssertEqual(job(id)["Restarts"], "1", log)
-        XCTAssertTrue(log.contains("stopped by SIG"), log)
+        XCTAssertTrue(log.contains("stopped by SIGTERM after step 11"), log)
         XCTAssertTrue(log.contains("(start 2)"), log)
-        XCTAssertTrue(log.contains("resumed from \(directory)/checkpoints/\(id)/checkpoint-"), log)
+        XCTAssertTrue(log.contains("resumed from \(directory)/checkpoints/\(id)/checkpoint-000000011.scnn at step 11"), log)
         XCTAssertEqual(log.components(separatedBy: "parameter digest:").count - 1, 1, "the first run should not have finished: \(log)")
         XCTAssertEqual(Cluster.lastDigest(log), reference, log)
     }

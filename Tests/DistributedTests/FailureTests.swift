@@ -8,8 +8,46 @@ final class FailureTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertLessThan(result.seconds, 15)
         XCTAssertTrue(result.stderr.contains("data directory '/nonexistent/fashion' does not exist"), result.stderr)
-        // One rank reports; the others are stopped by MPI_Abort before they print the same line.
+        // Every rank fails alike; the ranks agree and only the lowest reports.
         XCTAssertEqual(result.stderr.components(separatedBy: "does not exist").count - 1, 1, result.stderr)
+        XCTAssertEqual(result.status, 1, result.stderr)
+    }
+
+    /// Data that some ranks cannot read: the lowest of them reports it, naming itself, and
+    /// every rank ends; none is left waiting in a collective.
+    func testAnErrorOnSomeRanksIsReportedOnceByTheLowest() throws {
+        let common = ["train", "--batch-size", "16", "--max-steps", "2"]
+        let result = try runCommand("/usr/bin/mpirun", ["-n", "1", TestSupport.binary] + common + ["--data", "synthetic:200:20",
+                                    ":", "-n", "2", TestSupport.binary] + common + ["--data", "/nonexistent/fashion"], timeout: 120)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertFalse(result.stdout.contains("parameters"), "training started: \(result.stdout)")
+        // Ranks 1 and 2 fail alike; the lowest reports, once.
+        let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }
+        XCTAssertEqual(errors.count, 1, result.stderr)
+        XCTAssertTrue(errors.first?.hasPrefix("error (rank 1): data directory '/nonexistent/fashion' does not exist") ?? false,
+                      result.stderr)
+    }
+
+    /// Ranks started with different flags or data (mpirun's `A : B` form) are refused before
+    /// training, in one line naming the first differing setting and both values.
+    func testRanksStartedWithDifferentSettingsAreRefused() throws {
+        let common = ["train", "--batch-size", "16", "--max-steps", "2"]
+        let cases: [([String], [String], String)] = [
+            (["--data", "synthetic:200:20", "--lr", "0.05"], ["--data", "synthetic:200:20", "--lr", "0.1"],
+             "--lr is '0.05' on rank 0 but '0.1' on rank 1"),
+            (["--data", "synthetic:200:20"], ["--data", "synthetic:200:20", "--max-steps", "3"],
+             "--max-steps is '2' on rank 0 but '3' on rank 1"),
+            (["--data", "synthetic:200:20"], ["--data", "synthetic:208:20"], "data is '200 train + 20 test"),
+        ]
+        for (first, second, message) in cases {
+            let result = try runCommand("/usr/bin/mpirun", ["-n", "1", TestSupport.binary] + common + first
+                                        + [":", "-n", "1", TestSupport.binary] + common + second, timeout: 120)
+            XCTAssertEqual(result.status, 64, result.stderr)
+            XCTAssertFalse(result.stdout.contains("parameters"), "training started: \(result.stdout)")
+            let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }
+            XCTAssertEqual(errors.count, 1, result.stderr)
+            XCTAssertTrue(errors.first?.contains("the ranks were started with different settings: \(message)") ?? false, result.stderr)
+        }
     }
 
     func testMoreRanksThanChunksIsAClearError() throws {
@@ -25,5 +63,7 @@ final class FailureTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("non-finite value"), result.stderr)
         XCTAssertTrue(result.stderr.contains("at step"), result.stderr)
+        // Every rank knows it at once (it follows a collective): one line, from rank 0.
+        XCTAssertEqual(result.stderr.split(separator: "\n").filter { $0.hasPrefix("error") }.count, 1, result.stderr)
     }
 }

@@ -14,13 +14,11 @@ final class DataTests: XCTestCase {
     override func setUp() { directory = TestSupport.temporaryDirectory("data") }
     override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
 
-    func bigEndian(_ value: Int) -> [UInt8] { (0..<4).map { UInt8((value >> (8 * (3 - $0))) & 0xFF) } }
-
     func imagesFile(count: Int, rows: Int, cols: Int, pixels: [UInt8]) -> [UInt8] {
-        [0, 0, 8, 3] + bigEndian(count) + bigEndian(rows) + bigEndian(cols) + pixels
+        IDXFile.images(count: count, rows: rows, cols: cols, pixels: pixels)
     }
 
-    func labelsFile(_ labels: [UInt8]) -> [UInt8] { [0, 0, 8, 1] + bigEndian(labels.count) + labels }
+    func labelsFile(_ labels: [UInt8]) -> [UInt8] { IDXFile.labels(labels) }
 
     func write(_ bytes: [UInt8], _ name: String, gzip: Bool = false) throws {
         let path = directory + "/" + name
@@ -54,14 +52,29 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(splits.train.labels, written.trainLabels)
         XCTAssertEqual(splits.test.pixels, written.test)
         XCTAssertEqual(splits.test.labels, written.testLabels)
-        XCTAssertEqual(splits.train.classes, 7)
-        XCTAssertEqual(splits.test.classes, 7, "both splits take the larger class count")
+        XCTAssertEqual(splits.train.classes, 10, "MNIST-format data has 10 classes, whatever labels occur")
+        XCTAssertEqual(splits.test.classes, 10)
         var scaled = [Float](repeating: 0, count: 30)
         splits.train.scale([6, 0][...], into: &scaled)
         XCTAssertEqual(scaled, (written.train[90..<105] + written.train[0..<15]).map { Float($0) / 255 })
     }
 
     func testLoadsPlainIDX() throws { try checkLoadsMNIST(gzip: false) }
+
+    /// A label beyond the class count is an error naming the file, the sample and the value,
+    /// in either split, plain or gzip; it never widens the model.
+    func testLabelOutsideTheClassesIsAnError() throws {
+        _ = try writeMNIST(gzip: true)
+        try write(labelsFile([0, 1, 2, 255]), "t10k-labels-idx1-ubyte", gzip: true)
+        assertThrows(.data, containing: "t10k-labels-idx1-ubyte.gz': label 255 at sample 3 is outside the 10 classes (0…9)",
+                     try DataSplits.load(directory))
+        _ = try writeMNIST(gzip: false)
+        try write(labelsFile([0, 1, 2, 3, 4, 12, 6]), "train-labels-idx1-ubyte")
+        assertThrows(.data, containing: "train-labels-idx1-ubyte': label 12 at sample 5 is outside the 10 classes",
+                     try DataSplits.load(directory))
+        XCTAssertEqual(try DataSplits.load(directory, classes: 13).train.classes, 13, "--classes 13 admits label 12")
+        assertThrows(.data, containing: "label 6 at sample 1 is outside the 5 classes (0…4)", try DataSplits.load(directory, classes: 5))
+    }
 
     func testLoadsGzipIDX() throws { try checkLoadsMNIST(gzip: true) }
 
@@ -151,35 +164,53 @@ final class DataTests: XCTestCase {
         labels.enumerated().flatMap { r, label in [label] + pixels(3072, salt: salt + r) }
     }
 
+    /// Writes `data_batch_1.bin` … `data_batch_5.bin` (batches 3 to 5 of one record each) and
+    /// `test_batch.bin`.
+    func writeCIFAR(batch1: [UInt8], batch2: [UInt8], test: [UInt8]) throws {
+        try write(batch1, "data_batch_1.bin")
+        try write(batch2, "data_batch_2.bin")
+        for b in 3...5 { try write(cifarBatch(labels: [UInt8(b)], salt: 30 + b), "data_batch_\(b).bin") }
+        try write(test, "test_batch.bin")
+    }
+
     func testLoadsCIFAR10() throws {
         let batch1 = cifarBatch(labels: [3, 9, 0], salt: 1), batch2 = cifarBatch(labels: [5], salt: 9)
         let test = cifarBatch(labels: [1, 2], salt: 20)
-        try write(batch1, "data_batch_1.bin")
-        try write(batch2, "data_batch_2.bin")
-        try write(test, "test_batch.bin")
+        try writeCIFAR(batch1: batch1, batch2: batch2, test: test)
         let splits = try DataSplits.load(directory)
         XCTAssertEqual(splits.train.shape, [3, 32, 32])
         XCTAssertEqual(splits.train.classes, 10)
-        XCTAssertEqual(splits.train.labels, [3, 9, 0, 5])
+        XCTAssertEqual(splits.train.labels, [3, 9, 0, 5, 3, 4, 5])
         XCTAssertEqual(splits.test.labels, [1, 2])
         XCTAssertEqual(Array(splits.train.pixels[3072..<6144]), Array(batch1[3074..<6146]), "record 1's pixels")
-        XCTAssertEqual(Array(splits.train.pixels[9216...]), Array(batch2[1...]), "batch 2 follows batch 1")
+        XCTAssertEqual(Array(splits.train.pixels[9216..<12288]), Array(batch2[1...]), "batch 2 follows batch 1")
         XCTAssertEqual(splits.test.pixels.count, 2 * 3072)
     }
 
     func testCIFAR10LabelOutOfRange() throws {
-        try write(cifarBatch(labels: [3, 10], salt: 1), "data_batch_1.bin")
-        try write(cifarBatch(labels: [1], salt: 2), "test_batch.bin")
-        assertThrows(.data, containing: "record 1 has label 10", try DataSplits.load(directory))
+        try writeCIFAR(batch1: cifarBatch(labels: [3], salt: 1), batch2: cifarBatch(labels: [3, 10], salt: 1),
+                       test: cifarBatch(labels: [1], salt: 2))
+        assertThrows(.data, containing: "data_batch_2.bin': label 10 at sample 1 is outside the 10 classes",
+                     try DataSplits.load(directory))
+        XCTAssertEqual(try DataSplits.load(directory, classes: 11).train.labels, [3, 3, 10, 3, 4, 5])
     }
 
     func testCIFAR10SizeNotAMultipleOfTheRecord() throws {
-        try write(cifarBatch(labels: [3, 4], salt: 1).dropLast(5).map { $0 }, "data_batch_1.bin")
-        try write(cifarBatch(labels: [1], salt: 2), "test_batch.bin")
+        try writeCIFAR(batch1: cifarBatch(labels: [3, 4], salt: 1).dropLast(5).map { $0 }, batch2: cifarBatch(labels: [1], salt: 2),
+                       test: cifarBatch(labels: [1], salt: 2))
         assertThrows(.data, containing: "6141 bytes is not a multiple of 3073", try DataSplits.load(directory))
-        try write(cifarBatch(labels: [3], salt: 1), "data_batch_1.bin")
+    }
+
+    /// Some batches alone would train on part of the data without a word: an error names
+    /// every missing file.
+    func testIncompleteCIFAR10DirectoryIsAnError() throws {
+        try writeCIFAR(batch1: cifarBatch(labels: [3], salt: 1), batch2: cifarBatch(labels: [1], salt: 2),
+                       test: cifarBatch(labels: [1], salt: 2))
+        for b in 2...4 { try FileManager.default.removeItem(atPath: directory + "/data_batch_\(b).bin") }
+        assertThrows(.data, containing: "incomplete CIFAR-10 directory: data_batch_2.bin, data_batch_3.bin, data_batch_4.bin missing",
+                     try DataSplits.load(directory))
         try FileManager.default.removeItem(atPath: directory + "/test_batch.bin")
-        assertThrows(.data, containing: "no test_batch.bin", try DataSplits.load(directory))
+        assertThrows(.data, containing: "data_batch_4.bin, test_batch.bin missing", try DataSplits.load(directory))
     }
 
     // MARK: Synthetic

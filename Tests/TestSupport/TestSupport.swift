@@ -24,6 +24,30 @@ public enum TestSupport {
     }
 }
 
+/// The bytes of MNIST-format IDX files, for tests that make their own data sets.
+public enum IDXFile {
+    static func bigEndian(_ value: Int) -> [UInt8] { (0..<4).map { UInt8((value >> (8 * (3 - $0))) & 0xFF) } }
+
+    public static func images(count: Int, rows: Int, cols: Int, pixels: [UInt8]) -> [UInt8] {
+        [0, 0, 8, 3] + bigEndian(count) + bigEndian(rows) + bigEndian(cols) + pixels
+    }
+
+    public static func labels(_ labels: [UInt8]) -> [UInt8] { [0, 0, 8, 1] + bigEndian(labels.count) + labels }
+
+    /// A directory of the four files of a data set of `train` and `test` random 28×28 images
+    /// with the given labels.
+    public static func dataSet(trainLabels: [UInt8], testLabels: [UInt8]) throws -> String {
+        let directory = TestSupport.temporaryDirectory("idx")
+        for (stem, labels) in [("train", trainLabels), ("t10k", testLabels)] {
+            let pixels = (0..<(labels.count * 784)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+            try Data(images(count: labels.count, rows: 28, cols: 28, pixels: pixels))
+                .write(to: URL(fileURLWithPath: "\(directory)/\(stem)-images-idx3-ubyte"))
+            try Data(self.labels(labels)).write(to: URL(fileURLWithPath: "\(directory)/\(stem)-labels-idx1-ubyte"))
+        }
+        return directory
+    }
+}
+
 /// The outcome of running a command.
 public struct CommandResult: Sendable {
     public let status: Int32
@@ -178,4 +202,43 @@ public func checkpointState(path: String) throws -> (step: Int, tensors: [String
         tensors[tensor.name] = (tensor.shape, Array(source[tensor.range]))
     }
     return (checkpoint.manifest.step, tensors)
+}
+
+/// A run asked to hold at an exact point of its progress (`SWIFT_CNN_TRAIN_HOLD`, see
+/// `TestHold`): a test interrupts it there, whatever the speed of the machine, and knows the
+/// point was reached.
+public struct Hold: Sendable {
+    /// The hold's environment, for the run (and its job, under mpirun or Slurm).
+    public let environment: [String: String]
+    private let marker: String
+
+    /// Holds at `point` ("step": every rank after step `step`; "write": rank 0 halfway
+    /// through writing step `step`'s checkpoint).
+    public init(_ point: String, step: Int) {
+        marker = TestSupport.temporaryDirectory("hold") + "/held"
+        environment = ["SWIFT_CNN_TRAIN_HOLD": "\(point):\(step)", "SWIFT_CNN_TRAIN_HOLD_FILE": marker]
+    }
+
+    /// The process ids of the `ranks` ranks once all of them hold, or nil if `isRunning` turns
+    /// false first. `timeout` only guards against a hung run; it decides nothing.
+    public func waitForRanks(_ ranks: Int, timeout: Double = 600, isRunning: () -> Bool) -> [pid_t]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let pids = (0..<ranks).compactMap { rank in
+                (try? String(contentsOfFile: "\(marker).\(rank)", encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            }
+            if pids.count == ranks { return pids }
+            guard isRunning() else { return nil }
+            usleep(10_000)
+        }
+        return nil
+    }
+
+    /// From another thread: once the `ranks` ranks of `process`'s run hold, calls `action`
+    /// with their process ids (never, if the run ends first).
+    public func onceHeld(_ process: Process, ranks: Int = 1, _ action: @escaping @Sendable ([pid_t]) -> Void) {
+        DispatchQueue.global().async {
+            if let pids = waitForRanks(ranks, isRunning: { process.isRunning }) { action(pids) }
+        }
+    }
 }

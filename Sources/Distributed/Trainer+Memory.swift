@@ -1,0 +1,58 @@
+import Engine
+import Foundation
+
+extension Trainer {
+    /// About the bytes a trainer allocates on a rank that holds `localChunks` chunks:
+    /// parameters, gradients and momentum, every local chunk's gradient partials, and for each
+    /// local sample its activations (input, every layer's output, two gradient buffers of the
+    /// largest layer) plus a tenth for what layers keep for backward (a pool's argmax, batch
+    /// norm's normalised input) and the per-thread workspaces, which hold one sample at a time.
+    /// Within about 10 % of the peak resident size of seed-cnn, seed-cnn-bn and letters-cnn
+    /// runs (docs/reliability.md).
+    public static func estimatedBytes(network: Network, options: TrainingOptions, localChunks: Int) -> Int {
+        let state = network.layout.parameterCount * (3 + localChunks) + network.layout.bufferCount
+        let outputs = zip(network.layers, network.fusedIntoPrevious).map { $1 ? 0 : $0.outputSize }.reduce(0, +)
+        let largest = network.layers.map(\.outputSize).max() ?? 1
+        let activations = network.inputShape.reduce(1, *) + outputs + 2 * largest
+        return 4 * (state + localChunks * options.chunkSize * (activations + activations / 10))
+    }
+
+    /// Fails before anything large is allocated when this rank's trainer would not fit in the
+    /// memory available to it (what the system says is available, or what the cgroup allows,
+    /// shared by the ranks on this node), naming the estimate and the largest batch that fits.
+    public static func checkMemory(network: Network, options: TrainingOptions, rank: Int, ranks: Int, ranksOnThisNode: Int) throws {
+        guard let available = availableMemory().map({ $0 / max(ranksOnThisNode, 1) }) else { return }
+        func bytes(chunksPerBatch: Int) -> Int {
+            let local = chunkRange(rank: rank, ranks: ranks, chunks: chunksPerBatch).count
+            return estimatedBytes(network: network, options: options, localChunks: local)
+        }
+        let needed = bytes(chunksPerBatch: options.chunksPerBatch)
+        guard needed > available else { return }
+        // The estimate grows with the batch: the largest multiple of the chunk size that fits.
+        var low = 0, high = options.chunksPerBatch
+        while low < high {
+            let middle = (low + high + 1) / 2
+            if bytes(chunksPerBatch: middle) <= available { low = middle } else { high = middle - 1 }
+        }
+        let advice = low >= ranks ? "the largest batch that fits is --batch-size \(low * options.chunkSize)"
+                                  : "not even one chunk per rank fits: use a smaller --chunk-size or model, or fewer ranks per node"
+        throw UsageError("--batch-size \(options.batchSize) needs about \(gigabytes(needed)) per rank but \(gigabytes(available)) is available to each of the \(ranksOnThisNode) rank\(ranksOnThisNode == 1 ? "" : "s") on this node; \(advice)")
+    }
+
+    /// Bytes this process may still allocate: /proc/meminfo's MemAvailable, or less when a
+    /// cgroup (v2) memory limit leaves less. Nil where neither can be read.
+    static func availableMemory() -> Int? {
+        func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+        let system = read("/proc/meminfo")?.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }
+            .flatMap { Int($0.split(separator: " ")[1]) }.map { $0 * 1024 }
+        let cgroup: Int? = {
+            guard let limit = read("/sys/fs/cgroup/memory.max").flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }),
+                  let usage = read("/sys/fs/cgroup/memory.current").flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+            else { return nil }
+            return max(limit - usage, 0)
+        }()
+        return [system, cgroup].compactMap { $0 }.min()
+    }
+
+    static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f GB", Double(bytes) / 1e9) }
+}
