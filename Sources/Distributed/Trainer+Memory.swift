@@ -40,18 +40,17 @@ extension Trainer {
     }
 
     /// Bytes this process may still allocate: /proc/meminfo's MemAvailable, or less when a
-    /// cgroup (v2) memory limit leaves less. Nil where neither can be read.
+    /// cgroup memory limit (v2, or v1's memory controller) leaves less. Nil where none can be read.
     static func availableMemory() -> Int? {
-        func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
-        let system = read("/proc/meminfo")?.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }
-            .flatMap { Int($0.split(separator: " ")[1]) }.map { $0 * 1024 }
-        let cgroup: Int? = {
-            guard let limit = read("/sys/fs/cgroup/memory.max").flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }),
-                  let usage = read("/sys/fs/cgroup/memory.current").flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
-            else { return nil }
-            return max(limit - usage, 0)
-        }()
-        return [system, cgroup].compactMap { $0 }.min()
+        func number(_ path: String) -> Int? {
+            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        let system = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8))?.split(separator: "\n")
+            .first { $0.hasPrefix("MemAvailable:") }.flatMap { Int($0.split(separator: " ")[1]) }.map { $0 * 1024 }
+        let cgroups = [("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                       ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")]
+            .compactMap { limit, usage in number(limit).flatMap { l in number(usage).map { max(l - $0, 0) } } }
+        return ([system] + cgroups).compactMap { $0 }.min()
     }
 
     static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f GB", Double(bytes) / 1e9) }

@@ -9,7 +9,7 @@ struct Plot: ParsableCommand {
         Reads the JSON lines that `train --metrics FILE` appends and draws two panels over the \
         global step: loss (each logged step's batch loss, the epoch's mean train loss and the \
         test loss at each epoch's end) and accuracy (each logged step's batch accuracy and the \
-        test accuracy at each epoch's end). train logs a step about once a second, plus every \
+        test accuracy at each epoch's end). train logs the first step and every --log-every steps, plus every \
         epoch's last step.
 
         train appends, so one file may hold several runs: a record replaces the earlier ones \

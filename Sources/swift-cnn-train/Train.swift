@@ -279,7 +279,7 @@ struct Train: ParsableCommand {
         search.skipped.forEach(Job.say)
         guard let found = search.found else {
             if !search.skipped.isEmpty && !allowFreshStart {
-                throw EngineError.invalidCheckpoint("--resume: no checkpoint in '\(store.directory)' loads (\(plural(search.skipped.count, "skipped")), reasons above); move them away, or add --allow-fresh-start to start from step 0")
+                throw EngineError.invalidCheckpoint("--resume: no checkpoint in '\(store.directory)' loads (\(search.skipped.count) skipped, reasons above); move them away, or add --allow-fresh-start to start from step 0")
             }
             Job.say("no valid checkpoint in \(store.directory); starting from step 0")
             return nil

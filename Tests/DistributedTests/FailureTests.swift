@@ -16,7 +16,7 @@ final class FailureTests: XCTestCase {
     /// Data that some ranks cannot read: the lowest of them reports it, naming itself, and
     /// every rank ends; none is left waiting in a collective.
     func testAnErrorOnSomeRanksIsReportedOnceByTheLowest() throws {
-        let common = ["train", "--batch-size", "16", "--max-steps", "2"]
+        let common = ["train", "--batch-size", "24", "--max-steps", "2"]
         let result = try runCommand("/usr/bin/mpirun", ["-n", "1", TestSupport.binary] + common + ["--data", "synthetic:200:20",
                                     ":", "-n", "2", TestSupport.binary] + common + ["--data", "/nonexistent/fashion"], timeout: 120)
         XCTAssertEqual(result.status, 1, result.stderr)

@@ -73,7 +73,7 @@ final class DataTests: XCTestCase {
         assertThrows(.data, containing: "train-labels-idx1-ubyte': label 12 at sample 5 is outside the 10 classes",
                      try DataSplits.load(directory))
         XCTAssertEqual(try DataSplits.load(directory, classes: 13).train.classes, 13, "--classes 13 admits label 12")
-        assertThrows(.data, containing: "label 6 at sample 1 is outside the 5 classes (0…4)", try DataSplits.load(directory, classes: 5))
+        assertThrows(.data, containing: "label 4 at sample 4 is outside the 4 classes (0…3)", try DataSplits.load(directory, classes: 4))
     }
 
     func testLoadsGzipIDX() throws { try checkLoadsMNIST(gzip: true) }
