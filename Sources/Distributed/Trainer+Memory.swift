@@ -39,18 +39,33 @@ extension Trainer {
         throw UsageError("--batch-size \(options.batchSize) needs about \(gigabytes(needed)) per rank but \(gigabytes(available)) is available to each of the \(ranksOnThisNode) rank\(ranksOnThisNode == 1 ? "" : "s") on this node; \(advice)")
     }
 
-    /// Bytes this process may still allocate: /proc/meminfo's MemAvailable, or less when a
-    /// cgroup memory limit (v2, or v1's memory controller) leaves less. Nil where none can be read.
+    /// Bytes this process may still allocate: /proc/meminfo's MemAvailable, or less when the
+    /// memory limit of its cgroup (v2, or v1's memory controller) or of an ancestor leaves less.
+    /// Nil where none can be read.
     static func availableMemory() -> Int? {
-        func number(_ path: String) -> Int? {
-            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        func text(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+        func number(_ path: String) -> Int? { text(path).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
+        let system = text("/proc/meminfo")?.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }
+            .flatMap { Int($0.split(separator: " ")[1]) }.map { $0 * 1024 }
+        // "0::/a/b" (v2) or "4:memory:/a/b" (v1): the cgroup's path under the controller's mount.
+        var limits: [Int] = []
+        for line in (text("/proc/self/cgroup") ?? "").split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3 else { continue }
+            let (mount, limit, usage): (String, String, String)
+            if fields[1].isEmpty {
+                (mount, limit, usage) = ("/sys/fs/cgroup", "memory.max", "memory.current")
+            } else if fields[1].split(separator: ",").contains("memory") {
+                (mount, limit, usage) = ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes")
+            } else { continue }
+            var path = String(fields[2])
+            while true {
+                if let l = number("\(mount)\(path)/\(limit)"), let u = number("\(mount)\(path)/\(usage)") { limits.append(max(l - u, 0)) }
+                guard let slash = path.lastIndex(of: "/"), path != "/" else { break }
+                path = slash == path.startIndex ? "/" : String(path[..<slash])
+            }
         }
-        let system = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8))?.split(separator: "\n")
-            .first { $0.hasPrefix("MemAvailable:") }.flatMap { Int($0.split(separator: " ")[1]) }.map { $0 * 1024 }
-        let cgroups = [("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                       ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")]
-            .compactMap { limit, usage in number(limit).flatMap { l in number(usage).map { max(l - $0, 0) } } }
-        return ([system] + cgroups).compactMap { $0 }.min()
+        return ([system].compactMap { $0 } + limits).min()
     }
 
     static func gigabytes(_ bytes: Int) -> String { String(format: "%.1f GB", Double(bytes) / 1e9) }

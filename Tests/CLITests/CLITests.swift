@@ -76,6 +76,22 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(fits.stderr.contains("fewer than --batch-size \(largest)"), fits.stderr)
     }
 
+    /// A cgroup's memory limit counts, not only the machine's: a batch that fits the machine
+    /// but not a 600 MB cgroup is refused before training.
+    func testMemoryCheckHonoursTheCgroupLimit() throws {
+        let v1 = "/sys/fs/cgroup/memory"
+        let parent = FileManager.default.fileExists(atPath: v1 + "/memory.limit_in_bytes") ? v1 : "/sys/fs/cgroup"
+        let group = "\(parent)/swift-cnn-train-test-\(getpid())"
+        guard getuid() == 0, mkdir(group, 0o755) == 0 else { throw XCTSkip("needs root and a writable cgroup file system") }
+        defer { rmdir(group) }
+        try "\(600 << 20)".write(toFile: group + (parent == v1 ? "/memory.limit_in_bytes" : "/memory.max"), atomically: false, encoding: .utf8)
+        let result = try runCommand("/bin/sh", ["-c", "echo $$ > \(group)/cgroup.procs && exec \"$0\" \"$@\"", TestSupport.binary,
+                                                "train", "--batch-size", "4096", "--data", "synthetic:4096:8", "--max-steps", "1"])
+        XCTAssertEqual(result.status, 64, result.stderr)
+        XCTAssertTrue(result.stderr.contains("--batch-size 4096 needs about 1.9 GB per rank but 0.6 GB is available"), result.stderr)
+        XCTAssertFalse(result.stdout.contains("parameters"), "training started: \(result.stdout)")
+    }
+
     /// One label beyond the class count (here in the test split) stops the run before any
     /// training, naming the file, the sample and the value; --classes admits it.
     func testALabelOutsideTheClassesStopsTheRunBeforeTraining() throws {
