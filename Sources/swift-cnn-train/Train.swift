@@ -167,7 +167,7 @@ struct Train: ParsableCommand {
                 let result = try trainer.trainStep()
                 epochLoss += Double(result.loss)
                 epochSteps += 1
-                progress.update(result)
+                try progress.update(result)
                 if result.stopRequested {
                     progress.clear()
                     let path = try saveCheckpoint(trainer, store: store)
@@ -181,7 +181,7 @@ struct Train: ParsableCommand {
                     let trainLoss = epochLoss / Double(epochSteps)
                     let label = epochDone ? "epoch \(result.epoch + 1)/\(options.epochs)" : "step \(trainer.step) (epoch \(result.epoch + 1), partial)"
                     Job.say("\(label): train loss \(String(format: "%.4f", trainLoss)), test loss \(String(format: "%.4f", test.loss)), test accuracy \(String(format: "%.2f", 100 * test.accuracy))%, \(String(format: "%.0f", progress.imagesPerSecond)) images/s")
-                    progress.epochEnded(result, trainLoss: trainLoss, test: test)
+                    try progress.epochEnded(result, trainLoss: trainLoss, test: test)
                     epochLoss = 0
                     epochSteps = 0
                 }
@@ -253,13 +253,13 @@ final class Progress {
          "elapsed_seconds": elapsed]
     }
 
-    func epochEnded(_ result: StepResult, trainLoss: Double, test: EvaluationResult) {
+    func epochEnded(_ result: StepResult, trainLoss: Double, test: EvaluationResult) throws {
         guard Job.isRoot, let metrics else { return }
         var entry = record(result, kind: "epoch")
         entry["train_loss"] = trainLoss
         entry["test_loss"] = Double(test.loss)
         entry["test_accuracy"] = test.accuracy
-        metrics.append(entry)
+        try metrics.append(entry)
     }
 
     var imagesPerSecond: Double { Double(images) / max(Date().timeIntervalSince(start) - excludedSeconds, 1e-9) }
@@ -270,13 +270,13 @@ final class Progress {
         return try body()
     }
 
-    func update(_ result: StepResult) {
+    func update(_ result: StepResult) throws {
         images += batchSize
         guard Job.isRoot else { return }
         let now = Date()
         if let metrics, now.timeIntervalSince(lastLog) >= 1 || result.step == 0 {
             lastLog = now
-            metrics.append(record(result, kind: "step"))
+            try metrics.append(record(result, kind: "step"))
         }
         guard now.timeIntervalSince(lastPrint) >= (isTerminal ? 0.2 : 5) else { return }
         lastPrint = now
@@ -298,29 +298,29 @@ final class Progress {
     }
 }
 
-/// `--metrics FILE`: one JSON object per line, appended (rank 0 only).
+/// `--metrics FILE`: one JSON object per line, appended (rank 0 only). An existing file must
+/// be empty or start with a JSON object, so that a wrong path (a checkpoint) is refused rather
+/// than appended to.
 final class MetricsLog {
-    let handle: FileHandle
+    let file: OutputFile.Appender?
 
     init(path: String) throws {
         guard Job.isRoot else {
-            handle = FileHandle.nullDevice
+            file = nil
             return
         }
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw EngineError.invalidData("cannot create metrics file '\(path)'")
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size > 0 {
+            let first = try? FileHandle(forReadingFrom: URL(fileURLWithPath: path)).read(upToCount: 1)
+            guard first == Data("{".utf8) else {
+                throw EngineError.output("'--metrics \(path)' is not a metrics file: it does not start with a JSON object ('{')")
             }
         }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw EngineError.invalidData("cannot write metrics file '\(path)'")
-        }
-        handle.seekToEndOfFile()
-        self.handle = handle
+        file = try OutputFile(path).openForAppending()
     }
 
-    func append(_ entry: [String: Any]) {
-        guard let json = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
-        handle.write(json + Data("\n".utf8))
+    func append(_ entry: [String: Any]) throws {
+        guard let file, let json = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
+        try file.append(Array(json) + Array("\n".utf8))
     }
 }
