@@ -33,15 +33,11 @@ public struct OutputFile {
             return
         }
         let target = try followingSymlinks()
-        guard let existing = OutputFile.status(target), existing.st_mode & S_IFMT != S_IFREG else {
-            return try replace(target, with: bytes)
+        switch OutputFile.status(target).map({ $0.st_mode & S_IFMT }) {
+        case nil, S_IFREG?: try replace(target, with: bytes)
+        case S_IFDIR?: throw failure(EISDIR)
+        default: try writeThrough(target, bytes)
         }
-        guard existing.st_mode & S_IFMT != S_IFDIR else { throw failure(EISDIR) }
-        let fd = open(target, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure(errno) }
-        let writeError = OutputFile.writeAll(bytes, to: fd)
-        let closeError = close(fd) == 0 ? nil : errno
-        try check(writeError ?? closeError)
     }
 
     /// Opens the file for `Appender.append`, creating it if it does not exist.
@@ -73,6 +69,15 @@ public struct OutputFile {
             if end >= 0 { _ = ftruncate(descriptor, end) }
             throw output.failure(error)
         }
+    }
+
+    /// Opens `target` (a FIFO, which waits for its reader, or a device) and writes to it.
+    func writeThrough(_ target: String, _ bytes: [UInt8]) throws {
+        let fd = open(target, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(errno) }
+        let writeError = OutputFile.writeAll(bytes, to: fd)
+        let closeError = close(fd) == 0 ? nil : errno
+        try check(writeError ?? closeError)
     }
 
     /// Writes a temporary file beside `target` and renames it over `target`.
