@@ -2,9 +2,9 @@ import Engine
 import Foundation
 
 /// A directory of checkpoints named by step (`checkpoint-000000500.scnn`, so names sort by
-/// step). Writes are atomic — `name.tmp` in the same directory, fsync, rename, fsync the
-/// directory — so a crash at any instant leaves every earlier checkpoint loadable. The newest
-/// `keep` are kept.
+/// step). Writes are `OutputFile`'s atomic replace — a temporary file in the same directory,
+/// fsync, rename, fsync the directory — so a crash or a full disk at any instant leaves every
+/// earlier checkpoint loadable. The newest `keep` are kept.
 public struct CheckpointStore {
     public let directory: String
     public let keep: Int
@@ -31,37 +31,12 @@ public struct CheckpointStore {
         }
     }
 
-    /// Writes atomically and prunes old checkpoints; returns the final path.
+    /// Writes atomically, then (only then) prunes old checkpoints; returns the final path. A
+    /// failed write leaves every earlier checkpoint and no temporary file.
     @discardableResult
     public func write(_ bytes: [UInt8], step: Int) throws -> String {
-        let final = path(forStep: step), temporary = final + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw EngineError.invalidCheckpoint("cannot write '\(temporary)': \(String(cString: strerror(errno)))") }
-        var written = 0
-        let ok = bytes.withUnsafeBytes { raw -> Bool in
-            func writeThrough(_ end: Int) -> Bool {
-                while written < end {
-                    let n = Foundation.write(fd, raw.baseAddress! + written, end - written)
-                    if n <= 0 { return false }
-                    written += n
-                }
-                return fsync(fd) == 0
-            }
-            guard writeThrough(raw.count / 2) else { return false }
-            TestHold.reached(.write, step: step, rank: 0)
-            return writeThrough(raw.count)
-        }
-        let error = String(cString: strerror(errno))
-        close(fd)
-        guard ok, rename(temporary, final) == 0 else {
-            unlink(temporary)
-            throw EngineError.invalidCheckpoint("cannot write '\(temporary)': \(error)")
-        }
-        let dirfd = open(directory, O_RDONLY)
-        if dirfd >= 0 {
-            fsync(dirfd)
-            close(dirfd)
-        }
+        let final = path(forStep: step)
+        try OutputFile(final).write(bytes) { TestHold.reached(.write, step: step, rank: 0) }
         for old in checkpoints().dropLast(keep) { unlink(old) }
         return final
     }

@@ -27,7 +27,7 @@ struct Export: ParsableCommand {
     @Option(help: "The output format; only safetensors.")
     var format = "safetensors"
 
-    @Option(name: [.short, .customLong("output")], help: "The file to write (default: the checkpoint's path with the extension .safetensors).")
+    @Option(name: [.short, .customLong("output")], help: "The file to write; - is standard output (default: the checkpoint's path with the extension .safetensors).")
     var output: String?
 
     func validate() throws {
@@ -37,16 +37,16 @@ struct Export: ParsableCommand {
     func run() throws {
         try Job.run {
             guard Job.isRoot else { return }
+            let output = OutputFile(self.output ?? ((self.checkpoint as NSString).deletingPathExtension + ".safetensors"))
+            try output.refuseToOverwrite(self.checkpoint, "the checkpoint being read")
             let (checkpoint, network) = try loadCheckpoint(path: self.checkpoint)
             let file = safetensors(checkpoint, network)
-            let path = output ?? ((self.checkpoint as NSString).deletingPathExtension + ".safetensors")
             let bytes = file.encoded()
-            do {
-                try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
-            } catch {
-                throw EngineError.invalidData("cannot write '\(path)': \(error.localizedDescription)")
+            try output.write(bytes)
+            // On standard output the report would end up inside the file.
+            if !output.isStandardOutput {
+                Job.say("wrote \(output.path): \(file.tensors.count) tensors, \(bytes.count) bytes (model \(network.spec.text), step \(checkpoint.manifest.step))")
             }
-            Job.say("wrote \(path): \(file.tensors.count) tensors, \(bytes.count) bytes (model \(network.spec.text), step \(checkpoint.manifest.step))")
         }
     }
 

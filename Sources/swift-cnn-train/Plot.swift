@@ -25,7 +25,7 @@ struct Plot: ParsableCommand {
     @Argument(help: "The metrics file (JSON lines) that train --metrics wrote.")
     var metrics: String
 
-    @Option(name: [.short, .customLong("output")], help: "The SVG file to write.")
+    @Option(name: [.short, .customLong("output")], help: "The SVG file to write; - is standard output.")
     var output: String
 
     @Option(help: "The chart's title (default: the metrics file's name).")
@@ -47,6 +47,8 @@ struct Plot: ParsableCommand {
     func run() throws {
         try Job.run {
             guard Job.isRoot else { return }
+            let output = OutputFile(self.output)
+            try output.refuseToOverwrite(metrics, "the metrics file being read")
             let curves = try TrainingCurves.load(path: metrics)
             let steps = Int(curves.lastStep)
             let chart = LineChart(
@@ -65,12 +67,11 @@ struct Plot: ParsableCommand {
                     ], yLimits: 0...100),
                 ],
                 width: Double(width), panelHeight: Double(panelHeight))
-            do {
-                try Data(chart.render().utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
-            } catch {
-                throw EngineError.invalidData("cannot write '\(output)': \(error.localizedDescription)")
+            try output.write(Array(chart.render().utf8))
+            // On standard output the report would end up inside the SVG.
+            if !output.isStandardOutput {
+                Job.say("wrote \(output.path): \(plural(curves.stepLoss.count, "logged step")), \(plural(curves.epochCount, "test evaluation"))")
             }
-            Job.say("wrote \(output): \(plural(curves.stepLoss.count, "logged step")), \(plural(curves.epochCount, "test evaluation"))")
         }
     }
 }

@@ -44,8 +44,8 @@ struct Predict: ParsableCommand {
     @Option(help: "A binary PGM (P5) or PPM (P6) image to predict instead of --data; repeat for several (default: none).")
     var image: [String] = []
 
-    @Option(name: [.short, .customLong("output")], help: "Write the CSV to this file (default: standard output).")
-    var output: String?
+    @Option(name: [.short, .customLong("output")], help: "The CSV file to write; - is standard output.")
+    var output = "-"
 
     @Option(parsing: .unconditional, help: "Threads (default: the cores). Does not change the results.")
     var threads: Int?
@@ -61,6 +61,9 @@ struct Predict: ParsableCommand {
     func run() throws {
         try Job.run {
             guard Job.isRoot else { return }
+            let output = OutputFile(self.output)
+            try output.refuseToOverwrite(self.checkpoint, "the checkpoint being read")
+            for path in image { try output.refuseToOverwrite(path, "an image being read") }
             let (checkpoint, network) = try loadCheckpoint(path: self.checkpoint)
             guard top <= network.classes else {
                 throw UsageError("--top \(top) is more than the model's \(network.classes) classes")
@@ -93,15 +96,7 @@ struct Predict: ParsableCommand {
                                       },
                                       each: { row(csvField(image[$0]), $1) })
             }
-            if let output {
-                do {
-                    try Data(csv.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
-                } catch {
-                    throw EngineError.invalidData("cannot write '\(output)': \(error.localizedDescription)")
-                }
-            } else {
-                FileHandle.standardOutput.write(Data(csv.utf8))
-            }
+            try output.write(Array(csv.utf8))
         }
     }
 }

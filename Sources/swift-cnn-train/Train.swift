@@ -368,29 +368,29 @@ final class Progress {
     }
 }
 
-/// `--metrics FILE`: one JSON object per line, appended (rank 0 only).
+/// `--metrics FILE`: one JSON object per line, appended (rank 0 only). An existing file must
+/// be empty or start with a JSON object, so that a wrong path (a checkpoint) is refused rather
+/// than appended to.
 final class MetricsLog {
-    let handle: FileHandle
+    let file: OutputFile.Appender?
 
     init(path: String) throws {
         guard Job.isRoot else {
-            handle = FileHandle.nullDevice
+            file = nil
             return
         }
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw EngineError.invalidData("cannot create metrics file '\(path)'")
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size > 0 {
+            let first = try? FileHandle(forReadingFrom: URL(fileURLWithPath: path)).read(upToCount: 1)
+            guard first == Data("{".utf8) else {
+                throw EngineError.output("'--metrics \(path)' is not a metrics file: it does not start with a JSON object ('{')")
             }
         }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw EngineError.invalidData("cannot write metrics file '\(path)'")
-        }
-        handle.seekToEndOfFile()
-        self.handle = handle
+        file = try OutputFile(path).openForAppending()
     }
 
     func append(_ entry: [String: Any]) throws {
-        guard let json = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
-        try handle.write(contentsOf: json + Data("\n".utf8))
+        guard let file, let json = try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]) else { return }
+        try file.append(Array(json) + Array("\n".utf8))
     }
 }

@@ -114,12 +114,14 @@ final class ResumeTests: XCTestCase {
             let duringWrite = trial % 2 == 1
             let step = 2 + rng.integer(UInt64(trial), below: 37)
             let hold = Hold(duringWrite ? "write" : "step", step: step)
-            let partial = "\(dir)/checkpoint-\(String(format: "%09d", step)).scnn.tmp"
+            // OutputFile's temporary file beside the checkpoint being written.
+            let partial = "checkpoint-\(String(format: "%09d", step)).scnn."
             let sawPartialWrite = Atomic()
             let killed = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--checkpoint-every", "1"], timeout: 300,
                                         environment: hold.environment) { process in
                 hold.onceHeld(process) { pids in
-                    if FileManager.default.fileExists(atPath: partial) { sawPartialWrite.set(1) }
+                    let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+                    if names.contains(where: { $0.hasPrefix(partial) && $0.hasSuffix(".tmp") }) { sawPartialWrite.set(1) }
                     kill(pids[0], SIGKILL)
                 }
             }

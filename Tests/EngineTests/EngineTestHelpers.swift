@@ -54,7 +54,7 @@ func randomFloats(_ count: Int, seed: UInt64, stream: String = "test", scale: Fl
     return (0..<count).map { (2 * rng.unitFloat(UInt64($0)) - 1) * scale }
 }
 
-enum EngineErrorKind { case model, data, checkpoint, nonFinite }
+enum EngineErrorKind { case model, data, checkpoint, nonFinite, output }
 
 extension EngineError {
     var kind: EngineErrorKind {
@@ -63,6 +63,7 @@ extension EngineError {
         case .invalidData: return .data
         case .invalidCheckpoint: return .checkpoint
         case .nonFinite: return .nonFinite
+        case .output: return .output
         }
     }
 }
