@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// Ends this rank when one blocking collective has waited longer than a timeout for the

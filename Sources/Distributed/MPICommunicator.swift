@@ -1,3 +1,4 @@
+import Engine
 import CMPI
 import Foundation
 

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// SIGTERM, SIGINT and SIGUSR1 ask training to stop at the next step boundary with a

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// A pause at an exact point of a run, for tests of interruption (docs/reliability.md): with

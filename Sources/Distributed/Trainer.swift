@@ -231,7 +231,7 @@ extension Trainer {
     public func evaluate(_ dataset: Dataset) throws -> EvaluationResult {
         reducer.step = nil
         CollectiveWatchdog.shared?.activity = "while evaluating after step \(step)"
-        return try DistributedTraining.evaluate(
+        return try Engine.evaluate(
             network: network, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!, dataset: dataset,
             chunkSize: options.chunkSize, hyper: options.layer, executor: executor, communicator: communicator,
             reducer: reducer)

@@ -68,9 +68,3 @@ public enum Reduction: String, Sendable, CaseIterable {
     /// but the result depends on the rank count and the MPI library's summation order.
     case float
 }
-
-/// The chunks rank r of `ranks` works on: ⌊r·n/ranks⌋ ..< ⌊(r+1)·n/ranks⌋:
-/// contiguous, and as even as the count allows.
-public func chunkRange(rank: Int, ranks: Int, chunks: Int) -> Range<Int> {
-    ChunkExecutor.part(rank, of: ranks, 0..<chunks)
-}

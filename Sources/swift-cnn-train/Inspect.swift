@@ -1,5 +1,4 @@
 import ArgumentParser
-import DistributedTraining
 import Engine
 import Foundation
 

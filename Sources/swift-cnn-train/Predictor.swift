@@ -1,4 +1,3 @@
-import DistributedTraining
 import Engine
 import Foundation
 

@@ -1,4 +1,3 @@
-import DistributedTraining
 import Engine
 import TestSupport
 import XCTest

@@ -48,3 +48,9 @@ public final class SerialCommunicator: Communicator {
     public func abort(code: Int32) -> Never { exit(code) }
     public func finalize() {}
 }
+
+/// The chunks rank r of `ranks` works on: ⌊r·n/ranks⌋ ..< ⌊(r+1)·n/ranks⌋:
+/// contiguous, and as even as the count allows.
+public func chunkRange(rank: Int, ranks: Int, chunks: Int) -> Range<Int> {
+    ChunkExecutor.part(rank, of: ranks, 0..<chunks)
+}

@@ -1,5 +1,3 @@
-import Engine
-
 /// Exact, order-free summation of per-chunk partial sums across chunks and ranks (design §2.4).
 ///
 /// For each segment (a named tensor) the global maximum magnitude M is found with one

@@ -1,5 +1,3 @@
-import Engine
-
 /// The learning rate as a function of the global step alone, so that it is part of the
 /// determinism contract: any rank count, and any resume point, sees the same rate.
 public struct LearningRateSchedule: Sendable, Equatable {

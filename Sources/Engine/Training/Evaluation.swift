@@ -1,5 +1,3 @@
-import Engine
-
 /// Loss, accuracy and confusion matrix of a model on a data set; the same numbers for any
 /// rank count, since counts are summed as integers and losses exactly.
 public struct EvaluationResult: Sendable {
