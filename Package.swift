@@ -60,13 +60,13 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Engine", "DistributedTraining"],
+            dependencies: ["Engine"],
             path: "Tests/TestSupport",
             swiftSettings: hotSettings
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "DistributedTraining", "TestSupport"],
+            dependencies: ["Engine", "TestSupport"],
             exclude: ["Fixtures"],
             swiftSettings: hotSettings
         ),

@@ -18,9 +18,6 @@ import Foundation
 /// how long one rank waits for the slowest. It must exceed the longest legitimate wait: rank 0
 /// writing a checkpoint while the others wait for it, or ranks loading data at different speeds.
 public final class CollectiveWatchdog: @unchecked Sendable {
-    /// This process's watchdog, once `install` has started it (one per process, like signal handlers).
-    nonisolated(unsafe) public private(set) static var shared: CollectiveWatchdog?
-
     /// Seconds one MPI call may block.
     public let timeout: Double
     private let rank: Int
@@ -34,15 +31,14 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         self.rank = rank
     }
 
-    /// Starts the watchdog of this process. `timeout` must be positive.
-    public static func install(timeout: Double, rank: Int) {
+    /// Starts a watchdog thread for rank `rank`. `timeout` must be positive.
+    static func start(timeout: Double, rank: Int) -> CollectiveWatchdog {
         precondition(timeout > 0 && timeout.isFinite, "the collective timeout must be a positive number of seconds")
-        guard shared == nil else { return }
         let watchdog = CollectiveWatchdog(timeout: timeout, rank: rank)
-        shared = watchdog
         let thread = Thread { watchdog.watch() }
         thread.name = "collective-watchdog"
         thread.start()
+        return watchdog
     }
 
     /// What the rank is doing, for the message: "at step 12", "while evaluating after step 20".

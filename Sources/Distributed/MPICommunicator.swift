@@ -8,6 +8,13 @@ public final class MPICommunicator: Communicator {
     public let size: Int
     private var finalized = false
     private var pending: [MPI_Request?] = []
+    /// Bounds every MPI call's wait, once started (`startWatchdog`).
+    private var watchdog: CollectiveWatchdog?
+
+    public var activity: String {
+        get { watchdog?.activity ?? "" }
+        set { watchdog?.activity = newValue }
+    }
 
     /// True when a process manager launched us: then MPI is initialised, otherwise the run is serial.
     public static var launchedByMPI: Bool {
@@ -25,9 +32,15 @@ public final class MPICommunicator: Communicator {
         size = Int(s)
     }
 
+    /// Ends this rank when one MPI call waits longer than `timeout` seconds for the others.
+    public func startWatchdog(timeout: Double) {
+        guard watchdog == nil else { return }
+        watchdog = CollectiveWatchdog.start(timeout: timeout, rank: rank)
+    }
+
     /// Runs one MPI call (under the collective watchdog, when there is one) and checks its result.
     private func check(_ call: @autoclosure () -> Int32, _ what: String) throws {
-        let code = CollectiveWatchdog.shared?.guarding(what, call) ?? call()
+        let code = watchdog?.guarding(what, call) ?? call()
         guard code == cmpi_success() else { throw CommunicatorError.failed("\(what) failed with MPI error \(code)") }
     }
 
@@ -79,7 +92,7 @@ public final class MPICommunicator: Communicator {
     public func finalize() {
         guard !finalized else { return }
         finalized = true
-        if let watchdog = CollectiveWatchdog.shared {
+        if let watchdog {
             watchdog.activity = "at the end"
             _ = watchdog.guarding("MPI_Finalize") { MPI_Finalize() }
         } else {

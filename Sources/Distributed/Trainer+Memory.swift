@@ -14,7 +14,7 @@ extension Trainer {
         let outputs = zip(network.layers, network.fusedIntoPrevious).map { $1 ? 0 : $0.outputSize }.reduce(0, +)
         let largest = network.layers.map(\.outputSize).max() ?? 1
         let activations = network.inputShape.reduce(1, *) + outputs + 2 * largest
-        return 4 * (state + localChunks * options.chunkSize * (activations + activations / 10))
+        return 4 * (state + localChunks * options.hyperparameters.chunkSize * (activations + activations / 10))
     }
 
     /// Fails before anything large is allocated when this rank's trainer would not fit in the
@@ -26,17 +26,22 @@ extension Trainer {
             let local = chunkRange(rank: rank, ranks: ranks, chunks: chunksPerBatch).count
             return estimatedBytes(network: network, options: options, localChunks: local)
         }
-        let needed = bytes(chunksPerBatch: options.chunksPerBatch)
+        let needed = bytes(chunksPerBatch: options.hyperparameters.chunksPerBatch)
         guard needed > available else { return }
         // The estimate grows with the batch: the largest multiple of the chunk size that fits.
-        var low = 0, high = options.chunksPerBatch
+        var low = 0, high = options.hyperparameters.chunksPerBatch
         while low < high {
             let middle = (low + high + 1) / 2
             if bytes(chunksPerBatch: middle) <= available { low = middle } else { high = middle - 1 }
         }
-        let advice = low >= ranks ? "the largest batch that fits is --batch-size \(low * options.chunkSize)"
-                                  : "not even one chunk per rank fits: use a smaller --chunk-size or model, or fewer ranks per node"
-        throw UsageError("--batch-size \(options.batchSize) needs about \(gigabytes(needed)) per rank but \(gigabytes(available)) is available to each of the \(ranksOnThisNode) rank\(ranksOnThisNode == 1 ? "" : "s") on this node; \(advice)")
+        let (batch, largest, chunk, fitting) = (options.hyperparameters.batchSize, low * options.hyperparameters.chunkSize,
+                                                options.hyperparameters.chunkSize, low)
+        let share = "\(gigabytes(available)) is available to each of the \(ranksOnThisNode) rank\(ranksOnThisNode == 1 ? "" : "s") on this node"
+        throw InvalidSetting { name in
+            let advice = fitting >= ranks ? "the largest batch that fits is \(name("batchSize")) \(largest)"
+                                      : "not even one chunk of \(chunk) per rank fits: use a smaller \(name("chunkSize")) or model, or fewer ranks per node"
+            return "\(name("batchSize")) \(batch) needs about \(gigabytes(needed)) per rank but \(share); \(advice)"
+        }
     }
 
     /// Bytes this process may still allocate: /proc/meminfo's MemAvailable, or less when the

@@ -8,23 +8,34 @@ public struct StepResult: Sendable {
     /// Mean loss and accuracy over the global batch.
     public let loss: Float
     public let accuracy: Double
-    /// Some rank received a stop signal before this step's reduction: every rank stops here.
+    /// Some rank received a stop signal before this step's last reduction: every rank stops here.
     public let stopRequested: Bool
 }
 
-/// Data-parallel training of one network over the ranks of a communicator (design §2).
+/// The points of a step a profiler can time (bench-layers): each is reported as it ends on
+/// this rank.
+public enum StepPhase {
+    case batchLoaded
+    case forward(layer: Int)
+    case lossEvaluated
+    case backward(layer: Int)
+    case gradientsReduced
+}
+
+/// Data-parallel training of one network over the ranks of a communicator
+/// (docs/architecture.md §2, §3).
 ///
-/// Step t of epoch e takes the global batch `permutation(seed, e)[t·B ..< (t+1)·B]`, cuts it
-/// into B/C chunks and gives this rank its contiguous share. Forward, loss and backward run
-/// chunk by chunk; gradients are summed within each chunk in Float, then across chunks and
-/// ranks exactly (`ExactReducer`), and every rank applies the same SGD update. The weights
-/// after every step are therefore a function of the options alone, never of the rank or
-/// thread count — and, since the state is just (weights, optimizer buffers, step), never of
+/// Step t takes the global batch the batch source gives for t, cuts it into B/C chunks and
+/// gives this rank its contiguous share. Forward, loss and backward run chunk by chunk;
+/// everything summed over samples is summed within each chunk in Float, then across chunks
+/// and ranks exactly (`ExactReducer`), and every rank applies the same update. The weights
+/// after every step are therefore a function of the hyperparameters and the data alone, never
+/// of the rank or thread count — and, since the state is (weights, momentum, step), never of
 /// where a run was interrupted.
 public final class Trainer {
     public let network: Network
     public let options: TrainingOptions
-    public let data: DataSplits
+    public let batches: BatchSource
     public let communicator: Communicator
     public let reducer: ExactReducer
     public let executor: ChunkExecutor
@@ -34,64 +45,67 @@ public final class Trainer {
     let parameters: UnsafeMutableBufferPointer<Float>
     let buffers: UnsafeMutableBufferPointer<Float>
     let velocity: UnsafeMutableBufferPointer<Float>
+    /// The gradient summed over the global batch, after a step's reduction.
     let gradient: UnsafeMutableBufferPointer<Float>
-    let chunkGradients: UnsafeMutableBufferPointer<Float>
+    /// This rank's chunks of every global batch, their gradient partials, loss and correct counts.
     let localChunks: Range<Int>
-    let activations: Activations
-    let labels: UnsafeMutableBufferPointer<UInt8>
+    let chunkGradients: UnsafeMutableBufferPointer<Float>
     let chunkLoss: UnsafeMutableBufferPointer<Float>
     let chunkCorrect: UnsafeMutableBufferPointer<Int64>
+    let activations: Activations
+    let labels: UnsafeMutableBufferPointer<UInt8>
     let pass: Pass
-    let gradientSegments: [SumSegment]
-    /// Where the reduction reads the chunk partials of the gradients (some are recomputed).
+    /// Where the reduction reads the gradient partials (some layers recompute theirs).
     let gradientPartials: GradientPartials
+    let gradientSegments: [SumSegment]
     let lossSegment = [SumSegment(name: "the loss", range: 0..<1)]
     /// Correct predictions and the stop flag, summed over ranks each step.
     private var counts: [Int64] = [0, 0]
-    private var epochOrder: (epoch: Int, order: [Int32])?
 
-    public init(network: Network, data: DataSplits, options: TrainingOptions, communicator: Communicator) throws {
+    private var hyperparameters: Hyperparameters { options.hyperparameters }
+
+    /// Allocates everything a step needs, initialises the weights from the seed and makes
+    /// every rank start from rank 0's.
+    public init(network: Network, batches: BatchSource, options: TrainingOptions, communicator: Communicator) throws {
         try options.validate(ranks: communicator.size)
-        guard data.train.count >= options.batchSize else {
-            throw EngineError.invalidData("the training set has \(data.train.count) samples, fewer than --batch-size \(options.batchSize)")
+        let h = options.hyperparameters
+        guard batches.sampleCount >= h.batchSize else {
+            throw EngineError.invalidData("the training set has \(batches.sampleCount) samples, fewer than the batch size \(h.batchSize)")
         }
         self.network = network
         self.options = options
-        self.data = data
+        self.batches = batches
         self.communicator = communicator
         reducer = ExactReducer(communicator: communicator)
         executor = ChunkExecutor(threads: options.threads)
         reducer.executor = executor
         let layout = network.layout
         var initialParameters: [Float] = [], initialBuffers: [Float] = []
-        layout.initialize(parameters: &initialParameters, buffers: &initialBuffers, seed: options.seed)
-        parameters = .allocate(capacity: layout.parameterCount)
-        _ = parameters.initialize(from: initialParameters)
-        buffers = .allocate(capacity: max(layout.bufferCount, 1))
-        buffers.initialize(repeating: 0)
-        _ = buffers.initialize(from: initialBuffers)
-        velocity = .allocate(capacity: layout.parameterCount)
-        velocity.initialize(repeating: 0)
-        gradient = .allocate(capacity: layout.parameterCount)
-        gradient.initialize(repeating: 0)
-        localChunks = chunkRange(rank: communicator.rank, ranks: communicator.size, chunks: options.chunksPerBatch)
-        let localSamples = localChunks.count * options.chunkSize
-        chunkGradients = .allocate(capacity: localChunks.count * layout.parameterCount)
-        chunkGradients.initialize(repeating: 0)
+        layout.initialize(parameters: &initialParameters, buffers: &initialBuffers, seed: h.seed)
+        func zeros<T: Numeric>(_ count: Int) -> UnsafeMutableBufferPointer<T> {
+            let buffer = UnsafeMutableBufferPointer<T>.allocate(capacity: max(count, 1))
+            buffer.initialize(repeating: 0)
+            return buffer
+        }
+        parameters = zeros(layout.parameterCount)
+        _ = parameters.update(from: initialParameters)
+        buffers = zeros(layout.bufferCount)
+        _ = buffers.update(from: initialBuffers)
+        velocity = zeros(layout.parameterCount)
+        gradient = zeros(layout.parameterCount)
+        localChunks = chunkRange(rank: communicator.rank, ranks: communicator.size, chunks: h.chunksPerBatch)
+        let localSamples = localChunks.count * h.chunkSize
+        chunkGradients = zeros(localChunks.count * layout.parameterCount)
+        chunkLoss = zeros(localChunks.count)
+        chunkCorrect = zeros(localChunks.count)
         activations = Activations(network: network, capacity: localSamples)
-        labels = .allocate(capacity: localSamples)
-        labels.initialize(repeating: 0)
-        chunkLoss = .allocate(capacity: localChunks.count)
-        chunkLoss.initialize(repeating: 0)
-        chunkCorrect = .allocate(capacity: localChunks.count)
-        chunkCorrect.initialize(repeating: 0)
-        pass = Pass(sampleCount: localSamples, chunkSize: options.chunkSize, globalSampleCount: options.batchSize,
+        labels = zeros(localSamples)
+        pass = Pass(sampleCount: localSamples, chunkSize: h.chunkSize, globalSampleCount: h.batchSize,
                     training: true, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!,
                     chunkGradients: chunkGradients.baseAddress!, parameterCount: layout.parameterCount,
-                    executor: executor, reducer: reducer, hyper: options.layer)
+                    executor: executor, reducer: reducer, hyper: h.layers)
         gradientSegments = layout.parameters.map { SumSegment(name: $0.name, range: $0.range) }
         gradientPartials = GradientPartials(pass: pass, layers: network.layers)
-        // Every rank starts from rank 0's weights.
         try communicator.broadcast(parameters)
     }
 
@@ -101,84 +115,84 @@ public final class Trainer {
         chunkCorrect.deallocate()
     }
 
-    public var stepsPerEpoch: Int { data.train.count / options.batchSize }
-    public var totalSteps: Int { min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max) }
+    public var stepsPerEpoch: Int { batches.sampleCount / hyperparameters.batchSize }
+    public var totalSteps: Int { min(hyperparameters.epochs * stepsPerEpoch, options.maxSteps ?? Int.max) }
     public var epoch: Int { step / stepsPerEpoch }
 
     /// The learning rate of global step `step`.
     public func learningRate(atStep step: Int) -> Float {
-        options.schedule.rate(base: options.learningRate, step: step, stepsPerEpoch: stepsPerEpoch,
-                              totalSteps: options.epochs * stepsPerEpoch)
+        hyperparameters.schedule.rate(base: hyperparameters.learningRate, step: step, stepsPerEpoch: stepsPerEpoch,
+                                      totalSteps: hyperparameters.epochs * stepsPerEpoch)
     }
 
-    /// The sample order of `epoch`: a permutation keyed by (seed, epoch) alone.
-    func order(ofEpoch epoch: Int) -> [Int32] {
-        if let cached = epochOrder, cached.epoch == epoch { return cached.order }
-        let order = CounterRNG(seed: options.seed, stream: "epoch-\(epoch)").permutation(count: data.train.count)
-        epochOrder = (epoch, order)
-        return order
-    }
-
-    /// One optimisation step on the next global batch.
-    public func trainStep() throws -> StepResult {
-        let epoch = self.epoch
-        let order = order(ofEpoch: epoch)
-        let batchStart = (step % stepsPerEpoch) * options.batchSize + localChunks.lowerBound * options.chunkSize
-        let parameterCount = network.parameterCount
-        pass.forEachChunk(LoadBatch(order: order, batchStart: batchStart, train: data.train, input: activations.input,
-                                    labels: labels))
-        reducer.step = step + 1
-        CollectiveWatchdog.shared?.activity = "at step \(step + 1)"
-        try network.forward(activations, pass)
-        network.loss.evaluate(outputs: activations.output, labels: labels.baseAddress!, classes: network.classes,
-                              pass: pass, gradient: activations.outputGradient,
-                              chunkLoss: chunkLoss.baseAddress!, chunkCorrect: chunkCorrect.baseAddress!)
-        switch options.reduction {
-        case .exact:
-            try network.backward(activations, pass)
-            try reducer.sumChunks(gradientPartials, rows: pass.chunkCount, width: parameterCount,
-                                  segments: gradientSegments, into: gradient.baseAddress!)
-        case .float:
-            try network.backward(activations, pass) { [self] layer in
-                let range = network.parameterRanges[layer]
-                guard !range.isEmpty else { return }
-                for tensor in gradientSegments where range.contains(tensor.range.lowerBound) {
-                    sumInFloat(tensor.range)
+    /// One optimisation step on the next global batch: the whole step, every collective in
+    /// the order every rank runs it (docs/architecture.md §3).
+    public func trainStep(probe: ((StepPhase) -> Void)? = nil) throws -> StepResult {
+        let epoch = self.epoch, parameterCount = network.parameterCount
+        communicator.activity = "at step \(step + 1)"
+        do {
+            // This rank's chunks of the global batch.
+            batches.prepare(step: step, batchSize: hyperparameters.batchSize)
+            pass.forEachChunk(LoadChunk(batches: batches, firstPosition: localChunks.lowerBound * hyperparameters.chunkSize,
+                                        input: activations.input, labels: labels.baseAddress!))
+            probe?(.batchLoaded)
+            // Forward. Collectives: each BatchNorm2d sums its batch statistics over the global
+            // batch, twice (mean, then variance), through `pass.reducer` (§2.5).
+            // (Closures only with a probe: a context per step would allocate.)
+            try network.forward(activations, pass, layerDone: probe.map { probe in { probe(.forward(layer: $0)) } })
+            network.loss.evaluate(outputs: activations.output, labels: labels.baseAddress!, classes: network.classes,
+                                  pass: pass, gradient: activations.outputGradient,
+                                  chunkLoss: chunkLoss.baseAddress!, chunkCorrect: chunkCorrect.baseAddress!)
+            probe?(.lossEvaluated)
+            // Backward, then the gradients summed over the global batch. Collectives: each
+            // BatchNorm2d sums Σdy and Σdy·x̂ (§2.5); then, exact, one maximum and one integer
+            // sum over every gradient (§2.4), or, float, one non-blocking sum per layer as
+            // backward produces it.
+            switch options.reduction {
+            case .exact:
+                try network.backward(activations, pass, layerDone: probe.map { probe in { probe(.backward(layer: $0)) } })
+                try reducer.sumChunks(gradientPartials, rows: pass.chunkCount, width: parameterCount,
+                                      segments: gradientSegments, into: gradient.baseAddress!)
+            case .float:
+                try network.backward(activations, pass) { [self] layer in
+                    probe?(.backward(layer: layer))
+                    try startFloatSum(ofLayer: layer)
                 }
-                try communicator.startAllreduceSum(UnsafeMutableBufferPointer(rebasing: gradient[range]))
+                try communicator.waitAll()
             }
-            try communicator.waitAll()
+            probe?(.gradientsReduced)
+            // The loss, exactly; then correct predictions and the stop flag in one small sum.
+            var lossSum: Float = 0
+            try reducer.sumChunks(chunkLoss.baseAddress!, rows: pass.chunkCount, width: 1, segments: lossSegment, into: &lossSum)
+            counts[0] = chunkCorrect.reduce(0, +)
+            counts[1] = StopSignal.requested ? 1 : 0
+            try communicator.allreduceSum(&counts)
+            // The update: elementwise on identical inputs, so slicing it over the threads
+            // changes no bit and every rank holds the same weights (§2.6).
+            let slices = executor.threadCount
+            executor.run(chunks: slices, UpdateParameters(
+                optimizer: hyperparameters.optimizer, rate: learningRate(atStep: step), slices: slices,
+                parameterCount: parameterCount, p: parameters.baseAddress!, g: gradient.baseAddress!, v: velocity.baseAddress!))
+            let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(hyperparameters.batchSize),
+                                    accuracy: Double(counts[0]) / Double(hyperparameters.batchSize), stopRequested: counts[1] > 0)
+            step += 1
+            if options.checkReplicasEvery > 0 && step % options.checkReplicasEvery == 0 { try checkReplicas() }
+            return result
+        } catch EngineError.nonFinite(let what) {
+            throw EngineError.nonFinite("\(what) at step \(step + 1)")
         }
-        var lossSum: Float = 0
-        try reducer.sumChunks(chunkLoss.baseAddress!, rows: pass.chunkCount, width: 1, segments: lossSegment, into: &lossSum)
-        // The stop flag rides on the step's last, smallest allreduce.
-        counts[0] = chunkCorrect.reduce(0, +)
-        counts[1] = StopSignal.requested ? 1 : 0
-        try communicator.allreduceSum(&counts)
-        // Elementwise, so slicing it over the threads changes no bit.
-        let optimizer = options.optimizer, rate = learningRate(atStep: step), slices = executor.threadCount
-        let p = parameters.baseAddress!, g = gradient.baseAddress!, v = velocity.baseAddress!
-        executor.run(chunks: slices, UpdateParameters(optimizer: optimizer, rate: rate, slices: slices,
-                                                      parameterCount: parameterCount, p: p, g: g, v: v))
-        let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
-                                accuracy: Double(counts[0]) / Double(options.batchSize), stopRequested: counts[1] > 0)
-        step += 1
-        if options.checkReplicasEvery > 0 && step % options.checkReplicasEvery == 0 { try checkReplicas() }
-        return result
     }
 
     /// The chunk's samples of the global batch, scaled into the input, and their labels.
-    private struct LoadBatch: ChunkSamplesTask {
-        let order: [Int32]
-        let batchStart: Int
-        let train: Dataset
+    private struct LoadChunk: ChunkSamplesTask {
+        let batches: BatchSource
+        let firstPosition: Int
         let input: UnsafeMutablePointer<Float>
-        let labels: UnsafeMutableBufferPointer<UInt8>
+        let labels: UnsafeMutablePointer<UInt8>
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
-            let indices = order[(batchStart + first)..<(batchStart + first + count)]
-            train.scale(indices, into: input + first * train.sampleSize)
-            for (k, i) in indices.enumerated() { labels[first + k] = train.labels[Int(i)] }
+            let positions = (firstPosition + first)..<(firstPosition + first + count)
+            batches.load(positions: positions, into: input + first * batches.sampleSize, labels: labels + first)
         }
     }
 
@@ -196,19 +210,24 @@ public final class Trainer {
         }
     }
 
-    /// `--reduction float`: this rank's sum of the chunk partials of one tensor, in Float,
-    /// chunk after chunk.
-    private func sumInFloat(_ tensor: Range<Int>) {
-        for b in 0..<gradientPartials.blockCount(of: tensor) {
-            let block = gradientPartials.block(b, of: tensor)
-            let (base, rowStride) = gradientPartials.rows(block, workspace: executor.workspaces[0])
-            let sum = gradient.baseAddress! + block.lowerBound
-            sum.update(repeating: 0, count: block.count)
-            for c in 0..<pass.chunkCount {
-                let row = base + c * rowStride
-                for i in 0..<block.count { sum[i] += row[i] }
+    /// `--reduction float`, once `layer`'s backward is done: this rank's sum of each of its
+    /// tensors' chunk partials, in Float, chunk after chunk, then a non-blocking sum across ranks.
+    private func startFloatSum(ofLayer layer: Int) throws {
+        let range = network.parameterRanges[layer]
+        guard !range.isEmpty else { return }
+        for tensor in gradientSegments where range.contains(tensor.range.lowerBound) {
+            for b in 0..<gradientPartials.blockCount(of: tensor.range) {
+                let block = gradientPartials.block(b, of: tensor.range)
+                let (base, rowStride) = gradientPartials.rows(block, workspace: executor.workspaces[0])
+                let sum = gradient.baseAddress! + block.lowerBound
+                sum.update(repeating: 0, count: block.count)
+                for c in 0..<pass.chunkCount {
+                    let row = base + c * rowStride
+                    for i in 0..<block.count { sum[i] += row[i] }
+                }
             }
         }
+        try communicator.startAllreduceSum(UnsafeMutableBufferPointer(rebasing: gradient[range]))
     }
 
     /// Stops with an error unless every rank holds exactly rank 0's parameters and buffers.
@@ -216,7 +235,7 @@ public final class Trainer {
         let mine = [UInt8](digest.utf8)
         let all = try communicator.allgather(mine)
         for r in 0..<communicator.size where Array(all[(r * mine.count)..<((r + 1) * mine.count)]) != Array(all[0..<mine.count]) {
-            throw EngineError.nonFinite("replicas diverged at step \(step): rank \(r)'s parameters differ from rank 0's")
+            throw TrainingError.replicasDiverged("replicas diverged at step \(step): rank \(r)'s parameters differ from rank 0's")
         }
     }
 
@@ -224,16 +243,37 @@ public final class Trainer {
     public var parameterValues: [Float] { Array(parameters) }
     public var bufferValues: [Float] { Array(buffers.prefix(network.layout.bufferCount)) }
     public var digest: String { parameterDigest(parameters: parameterValues, buffers: bufferValues) }
+    /// The last step's gradient, summed over the global batch (for tests against PyTorch).
+    package var gradientValues: [Float] { Array(gradient.prefix(network.parameterCount)) }
+
+    /// Starts from these weights and batch-norm statistics instead of the seed's (for tests
+    /// that start where a PyTorch program starts); every rank must pass the same.
+    package func start(parameters values: [Float], buffers bufferValues: [Float]) {
+        _ = parameters.update(from: values)
+        _ = buffers.update(from: bufferValues)
+    }
+}
+
+/// A training failure that is neither bad input nor a non-finite value.
+public enum TrainingError: Error, CustomStringConvertible {
+    /// `checkReplicas` found a rank whose weights differ from rank 0's.
+    case replicasDiverged(String)
+    public var description: String {
+        switch self { case .replicasDiverged(let m): return m }
+    }
 }
 
 extension Trainer {
     /// Evaluates the current weights on `dataset`, sharded over the ranks.
     public func evaluate(_ dataset: Dataset) throws -> EvaluationResult {
-        reducer.step = nil
-        CollectiveWatchdog.shared?.activity = "while evaluating after step \(step)"
-        return try Engine.evaluate(
-            network: network, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!, dataset: dataset,
-            chunkSize: options.chunkSize, hyper: options.layer, executor: executor, communicator: communicator,
-            reducer: reducer)
+        communicator.activity = "while evaluating after step \(step)"
+        do {
+            return try Engine.evaluate(
+                network: network, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!, dataset: dataset,
+                chunkSize: hyperparameters.chunkSize, hyper: hyperparameters.layers, executor: executor,
+                communicator: communicator, reducer: reducer)
+        } catch EngineError.nonFinite(let what) {
+            throw EngineError.nonFinite("\(what) while evaluating after step \(step)")
+        }
     }
 }

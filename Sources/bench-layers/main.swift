@@ -36,58 +36,40 @@ struct Options {
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 /// Seconds per layer and timed step, forward and backward: `[layer][step]`; and per step,
-/// the exact reduction of the gradients' chunk partials (its local passes: one rank).
+/// the exact reduction of the gradients (its local passes: one rank). The trainer's own step
+/// runs, on a batch of seeded random pixels.
 func measure(_ network: Network, _ options: Options) throws -> (forward: [[Double]], backward: [[Double]], reduction: [Double]) {
-    var initialParameters: [Float] = [], initialBuffers: [Float] = []
-    network.layout.initialize(parameters: &initialParameters, buffers: &initialBuffers, seed: 1)
-    let chunks = (options.batch + options.chunk - 1) / options.chunk
-    // Pass keeps pointers: storage that outlives it.
-    let parameters = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, initialParameters.count))
-    let buffers = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, initialBuffers.count))
-    let chunkGradients = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, chunks * network.parameterCount))
-    defer { [parameters, buffers, chunkGradients].forEach { $0.deallocate() } }
-    _ = parameters.initialize(from: initialParameters)
-    _ = buffers.initialize(from: initialBuffers)
-    let activations = Activations(network: network, capacity: options.batch)
+    let sampleSize = options.input.reduce(1, *)
     let rng = CounterRNG(seed: 2, stream: "bench-layers")
-    for i in 0..<(options.batch * options.input.reduce(1, *)) { activations.input[i] = rng.unitFloat(UInt64(i)) }
-    let labels = (0..<options.batch).map { UInt8($0 % 10) }
-    var chunkLoss = [Float](repeating: 0, count: chunks), chunkCorrect = [Int64](repeating: 0, count: chunks)
-    var forward = [[Double]](repeating: [], count: network.layers.count), backward = forward
-    // As the trainer sets them up: the reduction's passes split over the same threads.
-    let executor = ChunkExecutor(threads: options.threads), reducer = ExactReducer(communicator: SerialCommunicator())
-    reducer.executor = executor
-    let pass = Pass(sampleCount: options.batch, chunkSize: options.chunk, globalSampleCount: options.batch,
-                    training: true, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!,
-                    chunkGradients: chunkGradients.baseAddress!,
-                    parameterCount: network.parameterCount, executor: executor, reducer: reducer,
-                    hyper: LayerHyperparameters())
-    let partials = GradientPartials(pass: pass, layers: network.layers)
-    let segments = network.layout.parameters.map { SumSegment(name: $0.name, range: $0.range) }
-    let gradient = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, network.parameterCount))
-    defer { gradient.deallocate() }
-    var reduction: [Double] = []
+    let data = Dataset(name: "bench", shape: options.input, classes: 10,
+                       pixels: (0..<(options.batch * sampleSize)).map { UInt8(truncatingIfNeeded: rng.integer(UInt64($0), below: 256)) },
+                       labels: (0..<options.batch).map { UInt8($0 % 10) })
     let warmup = 10
+    var training = TrainingOptions()
+    training.hyperparameters.batchSize = options.batch
+    training.hyperparameters.chunkSize = options.chunk
+    training.hyperparameters.epochs = warmup + options.steps
+    training.threads = options.threads
+    let trainer = try Trainer(network: network, batches: ShuffledBatches(data, seed: 1), options: training,
+                              communicator: SerialCommunicator())
+    var forward = [[Double]](repeating: [], count: network.layers.count), backward = forward
+    var reduction: [Double] = []
     for step in 0..<(warmup + options.steps) {
         let timed = step >= warmup
         var previous = now()
-        try network.forward(activations, pass) { done in
+        func lap(_ into: inout [Double]) {
             let time = now()
-            if timed { forward[done].append(time - previous) }
+            if timed { into.append(time - previous) }
             previous = time
         }
-        network.loss.evaluate(outputs: activations.output, labels: labels, classes: 10, pass: pass,
-                              gradient: activations.outputGradient, chunkLoss: &chunkLoss, chunkCorrect: &chunkCorrect)
-        previous = now()
-        try network.backward(activations, pass) { done in
-            let time = now()
-            if timed { backward[done].append(time - previous) }
-            previous = time
+        _ = try trainer.trainStep { phase in
+            switch phase {
+            case .batchLoaded, .lossEvaluated: previous = now()
+            case .forward(let layer): lap(&forward[layer])
+            case .backward(let layer): lap(&backward[layer])
+            case .gradientsReduced: lap(&reduction)
+            }
         }
-        previous = now()
-        try pass.reducer.sumChunks(partials, rows: chunks, width: network.parameterCount, segments: segments,
-                                   into: gradient.baseAddress!)
-        if timed { reduction.append(now() - previous) }
     }
     return (forward, backward, reduction)
 }

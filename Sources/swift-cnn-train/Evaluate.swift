@@ -31,13 +31,13 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try Job.run {
             let (checkpoint, network) = try loadCheckpoint(path: self.checkpoint)
-            let dataset = try loadSplit(split, of: data, for: network, seed: checkpoint.manifest.seed)
+            let dataset = try loadSplit(split, of: data, for: network, seed: checkpoint.manifest.hyperparameters.seed)
             var parameters = checkpoint.parameters, buffers = checkpoint.buffers + [0]
             let communicator = Job.communicator
             let m = checkpoint.manifest
             let result = try evaluate(
-                network: network, parameters: &parameters, buffers: &buffers, dataset: dataset, chunkSize: m.chunkSize,
-                hyper: LayerHyperparameters(batchNormMomentum: m.batchNormMomentum, batchNormEpsilon: m.batchNormEpsilon),
+                network: network, parameters: &parameters, buffers: &buffers, dataset: dataset, chunkSize: m.hyperparameters.chunkSize,
+                hyper: m.hyperparameters.layers,
                 executor: ChunkExecutor(threads: threads ?? Job.defaultThreads), communicator: communicator,
                 reducer: ExactReducer(communicator: communicator))
             Job.say("checkpoint \(self.checkpoint) (step \(m.step), model \(m.model))")

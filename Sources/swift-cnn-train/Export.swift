@@ -72,8 +72,8 @@ struct Export: ParsableCommand {
             "layout": "NCHW",
             "preprocessing": "x/255",
             "output": network.loss == .nll ? "log_probabilities" : "logits",
-            "batch_norm_eps": String(m.batchNormEpsilon),
-            "batch_norm_momentum": String(m.batchNormMomentum),
+            "batch_norm_eps": String(m.hyperparameters.layers.batchNormEpsilon),
+            "batch_norm_momentum": String(m.hyperparameters.layers.batchNormMomentum),
             "step": String(m.step),
             "parameter_digest": parameterDigest(parameters: checkpoint.parameters, buffers: checkpoint.buffers),
         ]

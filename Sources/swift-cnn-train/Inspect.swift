@@ -37,7 +37,7 @@ struct Inspect: ParsableCommand {
                 let m = loaded.manifest
                 print("checkpoint \(checkpoint): format \(Checkpoint.formatVersion), verified (zstd and SHA-256 checksums)")
                 print("step \(m.step) (epoch \(m.epoch + 1)); model \(m.model); input \(m.inputShape.map(String.init).joined(separator: "×")); \(m.classes) classes")
-                print("seed \(m.seed); batch \(m.batchSize); chunk \(m.chunkSize); lr \(m.learningRate) \(m.learningRateSchedule) over \(m.epochs) epochs; momentum \(m.momentum)\(m.nesterov ? " (Nesterov)" : ""); weight decay \(m.weightDecay); batch norm momentum \(m.batchNormMomentum), eps \(m.batchNormEpsilon); init \(m.initScheme)")
+                print("hyperparameters: " + m.hyperparameters.settings.map { "\(Train.flag($0.name)) \($0.value)" }.joined(separator: ", "))
                 print("payload: \(m.payloadFloats) floats, sha256 \(m.payloadSHA256), byte-shuffled \(m.byteShuffled)")
                 print("parameter digest: \(parameterDigest(parameters: loaded.parameters, buffers: loaded.buffers))")
                 for tensor in m.tensors {

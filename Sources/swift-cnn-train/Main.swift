@@ -40,35 +40,11 @@ enum Job {
         max(1, ProcessInfo.processInfo.activeProcessorCount / ranksOnThisNode)
     }
 
-    /// Bad flag, value, model spec or mismatched ranks (sysexits' EX_USAGE, as ArgumentParser's own).
-    static let usageErrorCode: Int32 = 64
-    /// Stopped by a signal at a step boundary, checkpoint written: sysexits' EX_TEMPFAIL, "try
-    /// again later" — the cluster scripts requeue on it.
-    static let interruptedCode: Int32 = 75
-
-    static func exitCode(for error: Error) -> Int32 {
-        switch error {
-        case let agreed as AgreedError: return agreed.code
-        case is UsageError, EngineError.invalidModel: return usageErrorCode
-        default: return 1
-        }
-    }
-
     /// Prints on rank 0 only.
     static func say(_ line: String) {
         guard isRoot else { return }
         print(line)
         fflush(stdout)
-    }
-
-    /// Runs a step every rank takes together (a collective precedes any error it throws, so all
-    /// ranks throw the same): its engine and usage errors become `AgreedError`s that rank 0 reports.
-    static func agreed<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error where error is EngineError || error is UsageError {
-            throw AgreedError(message: String(describing: error), reportingRank: 0, code: exitCode(for: error))
-        }
     }
 
     /// Runs `body`; on an error prints one line and ends every rank with a non-zero code. An
@@ -79,19 +55,20 @@ enum Job {
             try body()
             communicator.finalize()
         } catch let agreed as AgreedError {
-            if communicator.rank == agreed.reportingRank { report(agreed.message) }
+            if communicator.rank == agreed.reportingRank, let error = agreed.underlying { report(error) }
             communicator.finalize()
             throw ExitCode(agreed.code)
         } catch {
-            let code = exitCode(for: error)
-            report(String(describing: error))
-            if communicator.size > 1 { communicator.abort(code: code) }
-            throw ExitCode(code)
+            report(error)
+            if communicator.size > 1 { communicator.abort(code: ExitStatus.of(error)) }
+            throw ExitCode(ExitStatus.of(error))
         }
     }
 
-    /// One line on standard error, naming the rank under mpirun unless it is rank 0.
-    static func report(_ message: String) {
+    /// One line on standard error, naming the rank under mpirun unless it is rank 0, and
+    /// settings by the flags that set them.
+    static func report(_ error: Error) {
+        let message = (error as? InvalidSetting)?.message(naming: Train.flag) ?? String(describing: error)
         FileHandle.standardError.write(Data("error\(isRoot ? "" : " (rank \(communicator.rank))"): \(message)\n".utf8))
     }
 }

@@ -77,7 +77,7 @@ struct Predict: ParsableCommand {
                 csv += ([first] + best.flatMap { [String($0.label), String(Float($0.probability))] }).joined(separator: ",") + "\n"
             }
             if image.isEmpty {
-                let dataset = try loadSplit(split, of: data, for: network, seed: checkpoint.manifest.seed)
+                let dataset = try loadSplit(split, of: data, for: network, seed: checkpoint.manifest.hyperparameters.seed)
                 try predictor.predict(count: min(limit ?? dataset.count, dataset.count),
                                       fill: { dataset.scale($0, into: $1) },
                                       each: { row(String($0), $1) })

@@ -21,8 +21,8 @@ final class Predictor {
         parameters = checkpoint.parameters
         buffers = checkpoint.buffers + [0]
         let m = checkpoint.manifest
-        chunkSize = m.chunkSize
-        hyper = LayerHyperparameters(batchNormMomentum: m.batchNormMomentum, batchNormEpsilon: m.batchNormEpsilon)
+        chunkSize = m.hyperparameters.chunkSize
+        hyper = m.hyperparameters.layers
         executor = ChunkExecutor(threads: threads)
         batchCapacity = max(1, 64 / chunkSize) * chunkSize
         activations = Activations(network: network, capacity: batchCapacity)

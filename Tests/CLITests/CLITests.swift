@@ -34,7 +34,7 @@ final class CLITests: XCTestCase {
             (["train", "--model", "conv32k3-relu-blorp-fc"], "unknown model token 'blorp'"),
             (["train", "--data", "/nonexistent"], "data directory '/nonexistent' does not exist"),
             (["train", "--lr=-1", "--data", "synthetic:100:10"], "--lr must be a positive number"),
-            (["train", "--init", "magic"], "--init must be one of default, xavier, he"),
+            (["train", "--init", "magic"], "The value 'magic' is invalid for '--init <init>'"),
             (["train", "--resume"], "--resume needs --checkpoint-dir"),
             (["train", "--data", "synthetic:100:10", "--checkpoint-dir", "/proc/forbidden"], "cannot create checkpoint directory '/proc/forbidden'"),
             (["evaluate", "--checkpoint", "/nonexistent.scnn"], "cannot read checkpoint '/nonexistent.scnn'"),

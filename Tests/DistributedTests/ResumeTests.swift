@@ -58,7 +58,7 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(try runTrainer(Self.common + ["--checkpoint-dir", dir, "--max-steps", "3"], timeout: 300).status, 0)
         let result = try runTrainer(Self.common.map { $0 == "48" ? "24" : $0 } + ["--checkpoint-dir", dir, "--resume"], timeout: 300)
         XCTAssertNotEqual(result.status, 0)
-        XCTAssertTrue(result.stderr.contains("--batch-size 48 (flags say 24)"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("--batch-size 48 (now 24)"), result.stderr)
     }
 
     func testSIGTERMToMpirunCheckpointsAndResumesToTheSameBits() throws {

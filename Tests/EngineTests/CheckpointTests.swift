@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import TestSupport
 import XCTest
 
 /// The checkpoint format (design §4): a bit-exact round trip, and every kind of damage giving
@@ -20,10 +21,13 @@ final class CheckpointTests: XCTestCase {
         parameters[1] = Float(bitPattern: 0x7FC0_1234)  // NaN with a payload
         parameters[2] = .leastNonzeroMagnitude
         parameters[3] = -.infinity
-        let manifest = CheckpointManifest(
-            model: network.spec.text, inputShape: [1, 8, 8], classes: 3, seed: 42, batchSize: 64, chunkSize: 8,
-            learningRate: 0.05, learningRateSchedule: "constant", epochs: 5, momentum: 0.9, weightDecay: 5e-4, nesterov: false, batchNormMomentum: 0.1,
-            batchNormEpsilon: 1e-5, initScheme: "default", step: 1234, epoch: 3, tensors: Checkpoint.tensorTable(layout: layout))
+        var hyperparameters = Hyperparameters()
+        hyperparameters.seed = 42
+        hyperparameters.optimizer.weightDecay = 5e-4
+        hyperparameters.schedule.shape = .constant
+        let manifest = CheckpointManifest(model: network.spec.text, inputShape: [1, 8, 8], classes: 3,
+                                          hyperparameters: hyperparameters, step: 1234, epoch: 3,
+                                          tensors: Checkpoint.tensorTable(layout: layout))
         original = Checkpoint(manifest: manifest, parameters: parameters,
                               buffers: randomFloats(layout.bufferCount, seed: 1, stream: "buffers"),
                               velocity: randomFloats(layout.parameterCount, seed: 1, stream: "velocity", scale: 1e-3))
@@ -87,9 +91,20 @@ final class CheckpointTests: XCTestCase {
 
     func testFutureFormatVersion() throws {
         var bytes = try original.encoded()
-        bytes[8] = 2
-        assertThrows(.checkpoint, containing: "format version 2, this build reads version 1 (written by a newer swift-cnn-train)",
+        bytes[8] = 3
+        assertThrows(.checkpoint, containing: "format version 3, this build reads version 2 (written by a newer swift-cnn-train)",
                      try decode(bytes))
+        bytes[8] = 1
+        assertThrows(.checkpoint, containing: "format version 1, this build reads version 2", try decode(bytes))
+    }
+
+    /// A manifest whose hyperparameters cannot be right (here a chunk size of 0, which would
+    /// divide by zero in evaluation) is refused, although its checksums hold.
+    func testImpossibleHyperparametersAreRefused() throws {
+        var broken = original
+        broken.manifest.hyperparameters.chunkSize = 0
+        assertThrows(.checkpoint, containing: "its hyperparameters cannot be right (chunkSize must be at least 1 (got 0))",
+                     try decode(try broken.encoded()))
     }
 
     func testManifestLengthBeyondTheFile() throws {

@@ -191,6 +191,16 @@ public final class LayerHarness {
     }
 }
 
+extension ParameterLayout {
+    /// The tensor named `name` (a test's typo stops it at once).
+    public func tensor(_ name: String) -> TensorInfo {
+        guard let t = tensors.first(where: { $0.name == name }) else {
+            fatalError("no tensor '\(name)' in \(tensors.map(\.name))")
+        }
+        return t
+    }
+}
+
 /// A checkpoint's parameters and buffers by tensor name (momentum left out), after the full
 /// verification `loadCheckpoint` does: for tests of what a command wrote from a checkpoint.
 public func checkpointState(path: String) throws -> (step: Int, tensors: [String: (shape: [Int], values: [Float])]) {

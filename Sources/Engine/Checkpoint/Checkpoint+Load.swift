@@ -15,7 +15,7 @@ public func loadCheckpoint(bytes: [UInt8], source path: String) throws -> (Check
     let network: Network
     do {
         network = try Network(spec: try ModelSpec(manifest.model), inputShape: manifest.inputShape, classes: manifest.classes,
-                              initScheme: InitScheme(rawValue: manifest.initScheme) ?? .default)
+                              initScheme: manifest.hyperparameters.initialization)
     } catch {
         throw EngineError.invalidCheckpoint("'\(path)' is not a usable checkpoint: its model cannot be built (\(error))")
     }

@@ -17,7 +17,8 @@ import Foundation
 /// zstd's checksum and the manifest's SHA-256 of the payload are verified.
 public struct Checkpoint: Sendable {
     public static let magic = Array("SCNNCKPT".utf8)
-    public static let formatVersion: UInt32 = 1
+    /// 2: the hyperparameters as one object (`Hyperparameters`); 1 listed them flat.
+    public static let formatVersion: UInt32 = 2
     static let headerSize = 20
     static let maximumManifestSize = 1 << 20
     /// The largest state we load: 2 GiB of floats, far above any model here.
@@ -86,6 +87,11 @@ public struct Checkpoint: Sendable {
             manifest = try JSONDecoder().decode(CheckpointManifest.self, from: Data(json))
         } catch {
             throw bad("the manifest is not valid JSON of the expected form")
+        }
+        do {
+            try manifest.hyperparameters.validate(ranks: 1)
+        } catch {
+            throw bad("its hyperparameters cannot be right (\(error))")
         }
         return (manifest, headerSize + manifestLength)
     }

@@ -1,9 +1,4 @@
-import Crypto
-import CZlib
-import CZstd
-import Foundation
-
-/// The JSON manifest of a checkpoint.
+/// The JSON manifest of a checkpoint (`docs/checkpoint-format.md`).
 public struct CheckpointManifest: Codable, Sendable, Equatable {
     public struct Tensor: Codable, Sendable, Equatable {
         public let name: String
@@ -12,23 +7,12 @@ public struct CheckpointManifest: Codable, Sendable, Equatable {
         public let offset: Int
     }
 
+    /// The model spec, and the input shape and class count it was built for.
     public var model: String
     public var inputShape: [Int]
     public var classes: Int
-    public var seed: UInt64
-    public var batchSize: Int
-    public var chunkSize: Int
-    public var learningRate: Float
-    /// The learning-rate schedule's summary (`LearningRateSchedule.summary`) and the epoch
-    /// count it spans (the cosine schedule depends on it).
-    public var learningRateSchedule: String
-    public var epochs: Int
-    public var momentum: Float
-    public var weightDecay: Float
-    public var nesterov: Bool
-    public var batchNormMomentum: Float
-    public var batchNormEpsilon: Float
-    public var initScheme: String
+    /// Everything else that fixes the weights, as the run had it.
+    public var hyperparameters: Hyperparameters
     /// Global steps completed, and the epoch the next step belongs to.
     public var step: Int
     public var epoch: Int
@@ -37,13 +21,9 @@ public struct CheckpointManifest: Codable, Sendable, Equatable {
     public var payloadSHA256 = ""
     public var byteShuffled = true
 
-    public init(model: String, inputShape: [Int], classes: Int, seed: UInt64, batchSize: Int, chunkSize: Int,
-                learningRate: Float, learningRateSchedule: String, epochs: Int, momentum: Float, weightDecay: Float, nesterov: Bool, batchNormMomentum: Float,
-                batchNormEpsilon: Float, initScheme: String, step: Int, epoch: Int, tensors: [Tensor]) {
-        (self.model, self.inputShape, self.classes, self.seed) = (model, inputShape, classes, seed)
-        (self.batchSize, self.chunkSize, self.learningRate, self.momentum) = (batchSize, chunkSize, learningRate, momentum)
-        (self.learningRateSchedule, self.epochs) = (learningRateSchedule, epochs)
-        (self.weightDecay, self.nesterov, self.batchNormMomentum) = (weightDecay, nesterov, batchNormMomentum)
-        (self.batchNormEpsilon, self.initScheme, self.step, self.epoch, self.tensors) = (batchNormEpsilon, initScheme, step, epoch, tensors)
+    public init(model: String, inputShape: [Int], classes: Int, hyperparameters: Hyperparameters, step: Int, epoch: Int,
+                tensors: [Tensor]) {
+        (self.model, self.inputShape, self.classes, self.hyperparameters) = (model, inputShape, classes, hyperparameters)
+        (self.step, self.epoch, self.tensors) = (step, epoch, tensors)
     }
 }

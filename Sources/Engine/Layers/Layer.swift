@@ -1,6 +1,6 @@
 /// Hyperparameters that live in layers rather than in the optimizer (they are options, not
 /// constants buried in kernels).
-public struct LayerHyperparameters: Sendable, Equatable {
+public struct LayerHyperparameters: Codable, Sendable, Equatable {
     public var batchNormMomentum: Float
     public var batchNormEpsilon: Float
     public init(batchNormMomentum: Float = 0.1, batchNormEpsilon: Float = 1e-5) {

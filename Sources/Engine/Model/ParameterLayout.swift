@@ -6,7 +6,7 @@ public enum Initializer: Sendable, Equatable {
 }
 
 /// Weight initialisation families (`--init`).
-public enum InitScheme: String, Sendable, CaseIterable {
+public enum InitScheme: String, Codable, Sendable, CaseIterable {
     /// PyTorch's default: Kaiming-uniform with a = √5, i.e. U(±1/√fan_in), for weights and biases.
     case `default`
     /// Glorot/Xavier uniform for weights: U(±√(6/(fan_in+fan_out))); biases as PyTorch's default.

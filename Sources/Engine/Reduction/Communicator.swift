@@ -5,6 +5,8 @@ import Foundation
 public protocol Communicator: AnyObject {
     var rank: Int { get }
     var size: Int { get }
+    /// What this rank is doing ("at step 12"), named when a collective waits too long.
+    var activity: String { get set }
     /// Elementwise maximum across ranks, in place.
     func allreduceMax(_ values: UnsafeMutableBufferPointer<Float>) throws
     /// Elementwise integer sum across ranks, in place (exact, any order).
@@ -36,6 +38,7 @@ extension Communicator {
 /// One process alone: every collective is the identity.
 public final class SerialCommunicator: Communicator {
     public init() {}
+    public var activity = ""
     public var rank: Int { 0 }
     public var size: Int { 1 }
     public func allreduceMax(_ values: UnsafeMutableBufferPointer<Float>) throws {}

@@ -20,8 +20,6 @@ public final class ExactReducer: ChunkSumReducer {
     /// log₂ of the most chunks one sum may cover (16,777,216).
     public static let headroomBits = 24
     public let communicator: Communicator
-    /// The global step whose values are being summed, for `nonFinite` errors (nil: evaluation).
-    public var step: Int?
     /// Threads for the local passes over the partials (each pass is split into one slice of
     /// every segment per thread; the integer sums do not depend on the split).
     public var executor: ChunkExecutor?
@@ -54,7 +52,7 @@ public final class ExactReducer: ChunkSumReducer {
         }
         try maxima.withUnsafeMutableBufferPointer { try communicator.allreduceMax(UnsafeMutableBufferPointer(rebasing: $0[0..<segments.count])) }
         if let bad = maxima.prefix(segments.count).firstIndex(where: { !$0.isFinite }) {
-            throw EngineError.nonFinite("non-finite value (NaN or infinity) in \(segments[bad].name) " + (step.map { "at step \($0)" } ?? "during evaluation"))
+            throw EngineError.nonFinite("non-finite value (NaN or infinity) in \(segments[bad].name)")
         }
         maxima.withUnsafeBufferPointer { maxima in
             integers.withUnsafeMutableBufferPointer { sums in

@@ -1,7 +1,7 @@
 /// The learning rate as a function of the global step alone, so that it is part of the
 /// determinism contract: any rank count, and any resume point, sees the same rate.
-public struct LearningRateSchedule: Sendable, Equatable {
-    public enum Shape: String, Sendable, CaseIterable {
+public struct LearningRateSchedule: Codable, Sendable, Equatable {
+    public enum Shape: String, Codable, Sendable, CaseIterable {
         /// The base rate throughout.
         case constant
         /// The base rate times `gamma` for every `stepEpochs` epochs completed.
@@ -10,7 +10,7 @@ public struct LearningRateSchedule: Sendable, Equatable {
         case cosine
     }
 
-    public var shape = Shape.constant
+    public var shape = Shape.cosine
     /// Linear ramp from base/warmup to base over the first `warmupSteps` steps.
     public var warmupSteps = 0
     public var stepEpochs = 2

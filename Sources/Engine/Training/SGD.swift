@@ -6,7 +6,7 @@
 ///     p ← p − lr·g
 ///
 /// Elementwise on identical inputs, so every rank holds the same weights afterwards.
-public struct SGD: Sendable, Equatable {
+public struct SGD: Codable, Sendable, Equatable {
     public var momentum: Float
     public var weightDecay: Float
     public var nesterov: Bool

@@ -1,0 +1,89 @@
+/// Everything that, with the model, the data and the seed, fixes the weights after every step
+/// (docs/architecture.md §2): one value, with its defaults here and nowhere else, used by the
+/// command line, the trainer, checkpoints (stored as it is in the manifest) and the checks that
+/// a resumed run or every rank of a job uses the same values.
+public struct Hyperparameters: Codable, Sendable, Equatable {
+    /// Initialisation and the sample order.
+    public var seed: UInt64 = 1
+    /// Global batch size B: samples per step over all ranks.
+    public var batchSize = 64
+    /// Chunk size C: the unit of work, which divides B (docs/architecture.md §2.2).
+    public var chunkSize = 8
+    /// Epochs to train; the cosine schedule spans them.
+    public var epochs = 5
+    public var learningRate: Float = 0.05
+    public var schedule = LearningRateSchedule()
+    public var optimizer = SGD()
+    public var layers = LayerHyperparameters()
+    public var initialization = InitScheme.default
+
+    public init() {}
+
+    public var chunksPerBatch: Int { batchSize / chunkSize }
+
+    /// Fails, naming the value, unless these hyperparameters can train on `ranks` ranks.
+    public func validate(ranks: Int) throws {
+        func fail(_ message: @escaping @Sendable (_ name: (String) -> String) -> String) throws -> Never {
+            throw InvalidSetting(message)
+        }
+        let (b, c) = (batchSize, chunkSize)
+        if b < 1 { try fail { "\($0("batchSize")) must be at least 1 (got \(b))" } }
+        if c < 1 { try fail { "\($0("chunkSize")) must be at least 1 (got \(c))" } }
+        if b % c != 0 {
+            try fail { "\($0("batchSize")) \(b) is not a multiple of \($0("chunkSize")) \(c); choose a batch size such as \(max(1, b / c) * c)" }
+        }
+        if b / c > 1 << ExactReducer.headroomBits {
+            try fail { "\($0("batchSize")) ÷ \($0("chunkSize")) must be at most \(1 << ExactReducer.headroomBits)" }
+        }
+        if ranks > b / c {
+            try fail { "\(ranks) ranks but a batch has only \(b / c) chunks (\($0("batchSize")) \(b) / \($0("chunkSize")) \(c)); use at most \(b / c) ranks or a larger batch" }
+        }
+        let (e, rate, schedule, optimizer, layers) = (epochs, learningRate, schedule, optimizer, layers)
+        if e < 1 { try fail { "\($0("epochs")) must be at least 1 (got \(e))" } }
+        if !(rate > 0) || !rate.isFinite { try fail { "\($0("learningRate")) must be a positive number (got \(rate))" } }
+        if schedule.warmupSteps < 0 { try fail { "\($0("schedule.warmupSteps")) must be 0 or more (got \(schedule.warmupSteps))" } }
+        if schedule.stepEpochs < 1 { try fail { "\($0("schedule.stepEpochs")) must be at least 1 (got \(schedule.stepEpochs))" } }
+        if !(schedule.gamma > 0 && schedule.gamma <= 1) { try fail { "\($0("schedule.gamma")) must be in (0, 1] (got \(schedule.gamma))" } }
+        if !(optimizer.momentum >= 0 && optimizer.momentum < 1) {
+            try fail { "\($0("optimizer.momentum")) must be in [0, 1) (got \(optimizer.momentum))" }
+        }
+        if !(optimizer.weightDecay >= 0) || !optimizer.weightDecay.isFinite {
+            try fail { "\($0("optimizer.weightDecay")) must be ≥ 0 (got \(optimizer.weightDecay))" }
+        }
+        if optimizer.nesterov && optimizer.momentum == 0 { try fail { "\($0("optimizer.nesterov")) needs a momentum above 0" } }
+        if !(layers.batchNormMomentum >= 0 && layers.batchNormMomentum <= 1) {
+            try fail { "\($0("layers.batchNormMomentum")) must be in [0, 1] (got \(layers.batchNormMomentum))" }
+        }
+        if !(layers.batchNormEpsilon > 0) { try fail { "\($0("layers.batchNormEpsilon")) must be positive (got \(layers.batchNormEpsilon))" } }
+    }
+
+    /// Every value as (name, value) pairs in declaration order, a nested value's name joined
+    /// to its own (`schedule.shape`, as the manifest's JSON spells it): what a resume and the
+    /// ranks' start-up compare, and what their messages name.
+    public var settings: [(name: String, value: String)] {
+        func flatten(_ value: Any, _ name: String) -> [(name: String, value: String)] {
+            let mirror = Mirror(reflecting: value)
+            guard mirror.displayStyle == .struct else { return [(name, "\(value)")] }
+            return mirror.children.flatMap { flatten($0.value, name.isEmpty ? $0.label! : "\(name).\($0.label!)") }
+        }
+        return flatten(self, "")
+    }
+}
+
+/// A setting that cannot work. The message names each setting through a
+/// function, so that a caller names them as its users know them (the command line by its
+/// flags); by default, as `Hyperparameters.settings` spells them.
+public struct InvalidSetting: Error, CustomStringConvertible {
+    private let message: @Sendable (_ name: (String) -> String) -> String
+
+    public init(_ message: @escaping @Sendable (_ name: (String) -> String) -> String) { self.message = message }
+
+    public func message(naming name: (String) -> String) -> String { message(name) }
+    public var description: String { message { $0 } }
+}
+
+/// A value that cannot work; the message names it (exit code 64 in the command line).
+public struct UsageError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
