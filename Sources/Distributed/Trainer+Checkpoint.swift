@@ -1,21 +1,5 @@
 import Engine
 
-extension Hyperparameters {
-    /// Fails unless a checkpoint was written with these hyperparameters: resuming with other
-    /// values would silently change the weights it promises to reproduce. The initialisation
-    /// is behind a resumed run; the epoch count matters only to the cosine schedule.
-    public func checkResumable(_ manifest: CheckpointManifest, source: String) throws {
-        let ignored: Set<String> = schedule.shape == .cosine ? ["initialization"] : ["initialization", "epochs"]
-        let differences = zip(manifest.hyperparameters.settings, settings)
-            .filter { $0.0.value != $0.1.value && !ignored.contains($0.0.name) }
-        guard !differences.isEmpty else { return }
-        throw InvalidSetting { name in
-            let list = differences.map { "\(name($0.0.name)) \($0.0.value) (now \($0.1.value))" }.joined(separator: ", ")
-            return "'\(source)' was written with \(list); pass the checkpoint's values to resume it, or use another checkpoint directory"
-        }
-    }
-}
-
 extension Trainer {
     /// The full training state after `step` steps.
     public func checkpoint() -> Checkpoint {
