@@ -354,14 +354,14 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
 - **Fused ReLU**: a ReLU after a convolution runs in the convolution's output copy, and its
   gradient mask in the max pool after it (from the pooled values), so neither pass touches the
   5.5 MB first-layer activation. Same bits as the layers apart.
-- **Threads that persist, and share the slack**: a rank's chunk threads spin briefly, then
+- **Threads that persist, and share the slack**: a rank's worker threads spin briefly, then
   sleep, between layers. Thread t first takes its own contiguous share of chunks, so a chunk's
   activations stay in its core's cache, then claims chunks of other shares not yet started, so the
   unstarted work of a thread slowed by another process on its core (or still waking up) is taken
   over.
   A chunk's result does not depend on its thread, so neither do the bits.
 - **No allocation per step**: buffers grow on first use and are reused; a parallel region
-  hands its work to the chunk threads as a small struct (`ChunkTask`) by address and type,
+  hands its work to the worker threads as a small struct (`ParallelTask`) by address and type,
   where a closure would be boxed on the heap at every call (`scripts/bench-alloc`).
 - **No step-sized clearing or scalar loops**: layers overwrite their gradient partials instead
   of adding into cleared ones; the exact reduction's maximum and fixed-point passes are explicit

@@ -27,7 +27,7 @@ public final class Trainer {
     public let data: DataSplits
     public let communicator: Communicator
     public let reducer: ExactReducer
-    public let executor: ChunkExecutor
+    public let executor: ParallelExecutor
     /// Global steps completed.
     public internal(set) var step = 0
 
@@ -60,7 +60,7 @@ public final class Trainer {
         self.data = data
         self.communicator = communicator
         reducer = ExactReducer(communicator: communicator)
-        executor = ChunkExecutor(threads: options.threads)
+        executor = ParallelExecutor(threads: options.threads)
         reducer.executor = executor
         let layout = network.layout
         var initialParameters: [Float] = [], initialBuffers: [Float] = []
@@ -158,7 +158,7 @@ public final class Trainer {
         // Elementwise, so slicing it over the threads changes no bit.
         let optimizer = options.optimizer, rate = learningRate(atStep: step), slices = executor.threadCount
         let p = parameters.baseAddress!, g = gradient.baseAddress!, v = velocity.baseAddress!
-        executor.run(chunks: slices, UpdateParameters(optimizer: optimizer, rate: rate, slices: slices,
+        executor.run(count: slices, UpdateParameters(optimizer: optimizer, rate: rate, slices: slices,
                                                       parameterCount: parameterCount, p: p, g: g, v: v))
         let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(options.batchSize),
                                 accuracy: Double(counts[0]) / Double(options.batchSize), stopRequested: counts[1] > 0)
@@ -183,14 +183,14 @@ public final class Trainer {
     }
 
     /// The optimizer's step on slice t of the parameters.
-    private struct UpdateParameters: ChunkTask {
+    private struct UpdateParameters: ParallelTask {
         let optimizer: SGD
         let rate: Float
         let slices, parameterCount: Int
         let p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
 
-        func run(chunk t: Int, workspace: Workspace) {
-            let part = ChunkExecutor.part(t, of: slices, 0..<parameterCount)
+        func run(index t: Int, workspace: Workspace) {
+            let part = ParallelExecutor.part(t, of: slices, 0..<parameterCount)
             optimizer.step(parameters: p + part.lowerBound, gradients: g + part.lowerBound, velocity: v + part.lowerBound,
                            count: part.count, learningRate: rate)
         }

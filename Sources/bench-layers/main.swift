@@ -55,7 +55,7 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [[Doubl
     var chunkLoss = [Float](repeating: 0, count: chunks), chunkCorrect = [Int64](repeating: 0, count: chunks)
     var forward = [[Double]](repeating: [], count: network.layers.count), backward = forward
     // As the trainer sets them up: the reduction's passes split over the same threads.
-    let executor = ChunkExecutor(threads: options.threads), reducer = ExactReducer(communicator: SerialCommunicator())
+    let executor = ParallelExecutor(threads: options.threads), reducer = ExactReducer(communicator: SerialCommunicator())
     reducer.executor = executor
     let pass = Pass(sampleCount: options.batch, chunkSize: options.chunk, globalSampleCount: options.batch,
                     training: true, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!,

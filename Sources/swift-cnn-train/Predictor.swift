@@ -10,7 +10,7 @@ final class Predictor {
     private var buffers: [Float]
     private let chunkSize: Int
     private let hyper: LayerHyperparameters
-    private let executor: ChunkExecutor
+    private let executor: ParallelExecutor
     private let reducer = ExactReducer(communicator: SerialCommunicator())
     private let activations: Activations
     /// Samples per forward pass; the chunking, not this size, fixes the numbers.
@@ -23,7 +23,7 @@ final class Predictor {
         let m = checkpoint.manifest
         chunkSize = m.chunkSize
         hyper = LayerHyperparameters(batchNormMomentum: m.batchNormMomentum, batchNormEpsilon: m.batchNormEpsilon)
-        executor = ChunkExecutor(threads: threads)
+        executor = ParallelExecutor(threads: threads)
         batchCapacity = max(1, 64 / chunkSize) * chunkSize
         activations = Activations(network: network, capacity: batchCapacity)
     }

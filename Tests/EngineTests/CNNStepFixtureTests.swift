@@ -33,7 +33,7 @@ final class CNNStepFixtureTests: XCTestCase {
         var buffers: [Float]
         var velocity: [Float]
         let activations: Activations
-        let executor: ChunkExecutor
+        let executor: ParallelExecutor
         let reducer = ExactReducer(communicator: SerialCommunicator())
         let optimizer = SGD(momentum: 0.9, weightDecay: 5e-4)
 
@@ -61,7 +61,7 @@ final class CNNStepFixtureTests: XCTestCase {
             buffers = b.isEmpty ? [0] : b
             velocity = [Float](repeating: 0, count: p.count)
             activations = Activations(network: network, capacity: 8)
-            executor = ChunkExecutor(threads: threads)
+            executor = ParallelExecutor(threads: threads)
         }
 
         /// One training step on the formula's batch; returns the mean loss and the gradient.

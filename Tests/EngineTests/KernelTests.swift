@@ -98,7 +98,7 @@ final class KernelTests: XCTestCase {
                     let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: samples, training: true,
                                     parameters: parameters.baseAddress!, buffers: parameters.baseAddress!,
                                     chunkGradients: grads.baseAddress!, parameterCount: layout.parameterCount,
-                                    executor: ChunkExecutor(threads: 1), reducer: ExactReducer(communicator: SerialCommunicator()),
+                                    executor: ParallelExecutor(threads: 1), reducer: ExactReducer(communicator: SerialCommunicator()),
                                     hyper: LayerHyperparameters())
                     try layer.forward(&y, x.baseAddress!, pass)
                     try layer.backward(&dx, dy, x.baseAddress!, &y, pass)

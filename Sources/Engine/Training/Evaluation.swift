@@ -22,7 +22,7 @@ public struct EvaluationResult: Sendable {
 /// running statistics). Samples are cut into chunks of `chunkSize`; each rank takes a
 /// contiguous share of the chunks, and the results are combined across ranks.
 public func evaluate(network: Network, parameters: UnsafeMutablePointer<Float>, buffers: UnsafeMutablePointer<Float>,
-                     dataset: Dataset, chunkSize: Int, hyper: LayerHyperparameters, executor: ChunkExecutor,
+                     dataset: Dataset, chunkSize: Int, hyper: LayerHyperparameters, executor: ParallelExecutor,
                      communicator: Communicator, reducer: ExactReducer) throws -> EvaluationResult {
     let classes = network.classes
     let totalChunks = (dataset.count + chunkSize - 1) / chunkSize
