@@ -132,14 +132,15 @@ public final class Conv2d: ReLUFusing {
             for s in first..<(first + count) {
                 let out = y + s * outSize
                 if let winograd = layer.winogradWeights?.forward {
-                    let xT = workspace.floats(3, count: inSize), yT = workspace.floats(0, count: positions * outChannels)
+                    let xT = workspace.floats(.transposedInput, count: inSize)
+                    let yT = workspace.floats(.transposedOutput, count: positions * outChannels)
                     transpose(x + s * inSize, rows: inChannels, cols: height * width, into: xT)
                     Winograd.convolve(xT, height: height, width: width, inChannels: inChannels, padding: layer.padding,
                                       weights: winograd, outChannels: outChannels, bias: bias, into: yT,
                                       workspace: workspace)
                     transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
                 } else if let weightTransposed = layer.weightTransposed {
-                    let yT = workspace.floats(0, count: positions * outChannels)
+                    let yT = workspace.floats(.transposedOutput, count: positions * outChannels)
                     for p in 0..<positions {
                         copyFloats(bias, to: yT + p * outChannels, count: outChannels)
                     }
@@ -148,7 +149,7 @@ public final class Conv2d: ReLUFusing {
                          b: weightTransposed, ldb: outChannels, c: yT, ldc: outChannels, accumulate: true)
                     transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
                 } else {
-                    let cols = workspace.floats(0, count: patch * positions)
+                    let cols = workspace.floats(.columns, count: patch * positions)
                     layer.im2col(x + s * inSize, into: cols)
                     for o in 0..<outChannels {
                         (out + o * positions).update(repeating: bias[o], count: positions)
@@ -192,15 +193,15 @@ public final class Conv2d: ReLUFusing {
             let weightByTap = layer.weightByTap, winograd = layer.winogradWeights?.inputGradient
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + layer.weightOffset, dBias = grads + layer.biasOffset
-            let dyT = workspace.floats(1, count: positions * outChannels)
-            let dWeightT = workspace.floats(2, count: outChannels * patch)
-            let dV = workspace.floats(9, count: winograd == nil ? 0 : Winograd.points * inChannels * outChannels)
+            let dyT = workspace.floats(.transposedOutputGradient, count: positions * outChannels)
+            let dWeightT = workspace.floats(.transposedWeightGradient, count: outChannels * patch)
+            let dV = workspace.floats(.winogradKernelGradient, count: winograd == nil ? 0 : Winograd.points * inChannels * outChannels)
             dBias.update(repeating: 0, count: outChannels)
             for s in first..<(first + count) {
                 var dOut = dy + s * outSize
                 if layer.fusesReLU && !layer.gradientMasked {
                     // ReLU's backward, on the output it wrote: y > 0 ? dy : 0.
-                    let masked = workspace.floats(4, count: outSize)
+                    let masked = workspace.floats(.maskedOutputGradient, count: outSize)
                     reluBackward(dOut, y + s * outSize, into: masked, count: outSize)
                     dOut = UnsafePointer(masked)
                 }
@@ -211,7 +212,7 @@ public final class Conv2d: ReLUFusing {
                 if winograd != nil {
                     // The kernels' gradient in the transformed domain, summed over the chunk's
                     // tiles (sample after sample) before it is transformed back below.
-                    let xT = workspace.floats(3, count: inSize)
+                    let xT = workspace.floats(.transposedInput, count: inSize)
                     transpose(x + s * inSize, rows: inChannels, cols: height * width, into: xT)
                     Winograd.accumulateKernelGradient(input: xT, height: height, width: width, inChannels: inChannels,
                                                       padding: layer.padding, outputGradient: dyT, outChannels: outChannels,
@@ -226,7 +227,7 @@ public final class Conv2d: ReLUFusing {
                          b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
                 }
                 if let dx, let winograd {
-                    let dxT = workspace.floats(6, count: inSize)
+                    let dxT = workspace.floats(.transposedInputGradient, count: inSize)
                     Winograd.convolve(dyT, height: layer.outHeight, width: layer.outWidth, inChannels: outChannels,
                                       padding: layer.kernel - 1 - layer.padding, weights: winograd, outChannels: inChannels,
                                       bias: nil, into: dxT, workspace: workspace)
@@ -234,10 +235,10 @@ public final class Conv2d: ReLUFusing {
                 } else if let dx, let weightByTap {
                     // dcolsᵀ = dy · W, its columns in (ky, kx, c) order, then scattered back
                     // onto the input (col2im), channels contiguous.
-                    let dColsT = workspace.floats(3, count: positions * patch)
+                    let dColsT = workspace.floats(.transposedColumnGradient, count: positions * patch)
                     gemm(m: positions, n: patch, k: outChannels, a: dyT, aRowStride: outChannels, aColStride: 1,
                          b: weightByTap, ldb: patch, c: dColsT, ldc: patch, accumulate: false)
-                    layer.col2im(dColsT, into: dx + s * inSize, scratch: workspace.floats(6, count: inSize))
+                    layer.col2im(dColsT, into: dx + s * inSize, scratch: workspace.floats(.transposedInputGradient, count: inSize))
                 }
             }
             if winograd != nil {
@@ -253,7 +254,7 @@ public final class Conv2d: ReLUFusing {
     /// The sample's input with its zero border: the input itself without padding, else a copy.
     private func paddedInput(_ x: UnsafePointer<Float>, _ workspace: Workspace) -> UnsafePointer<Float> {
         guard padding > 0 else { return x }
-        let padded = workspace.floats(5, count: inChannels * paddedHeight * paddedWidth)
+        let padded = workspace.floats(.paddedInput, count: inChannels * paddedHeight * paddedWidth)
         padded.update(repeating: 0, count: inChannels * paddedHeight * paddedWidth)
         for c in 0..<inChannels {
             for iy in 0..<height {

@@ -27,7 +27,7 @@ public enum LossFunction: String, Sendable {
         let chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
-            let logProbabilities = workspace.floats(0, count: classes)
+            let logProbabilities = workspace.floats(.logProbabilities, count: classes)
             var lossSum = 0.0
             var correct: Int64 = 0
             for s in first..<(first + count) {
