@@ -2,8 +2,9 @@ import Engine
 import Foundation
 import XCTest
 
-/// The checkpoint format (design §4): a bit-exact round trip, and every kind of damage giving
-/// `EngineError.invalidCheckpoint` with a message that says what is wrong — never a crash.
+/// The checkpoint format (docs/architecture.md §4): a bit-exact round trip, and every kind of
+/// damage giving `EngineError.invalidCheckpoint` with a message that says what is wrong — never a
+/// crash.
 final class CheckpointTests: XCTestCase {
     static let model = "conv4k3-bn-relu-maxpool2-fc"
     let source = "test.ckpt"

@@ -2,9 +2,9 @@ import Engine
 import Foundation
 import XCTest
 
-/// The kernels' bit-level contracts (design §2.3): `gemm` is one fixed-order FMA chain per
-/// element, horizontal sums have a lane order written in the source, and ScalarMath is accurate
-/// against Foundation's Double functions.
+/// The kernels' bit-level contracts (docs/architecture.md §2.3): `gemm` is one fixed-order FMA
+/// chain per element, horizontal sums have a lane order written in the source, and ScalarMath is
+/// accurate against Foundation's Double functions.
 final class KernelTests: XCTestCase {
     /// C[i, j] = (accumulate ? C[i, j] : 0) then acc = acc.addingProduct(A[i, p], B[p, j]) for
     /// p = 0..<k — the order `gemm` documents, one element at a time.

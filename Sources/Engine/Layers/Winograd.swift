@@ -4,10 +4,11 @@
 /// the 16 products of a tile are 16 independent matrix products over the input channels,
 /// each through `gemm`.
 ///
-/// Determinism (design §2): every transform is a fixed sequence of vector adds, subtracts and
-/// halvings written out here, lane by lane the same on AVX2 and AVX-512, and each transformed
-/// output is `gemm`'s fixed-order chain over the input channels. So an output is a function of
-/// its sample and the weights alone, as with the direct product; only its rounding differs.
+/// Determinism (docs/architecture.md §2.3): every transform is a fixed sequence of vector adds,
+/// subtracts and halvings written out here, lane by lane the same on AVX2 and AVX-512, and each
+/// transformed output is `gemm`'s fixed-order chain over the input channels. So an output is a
+/// function of its sample and the weights alone, as with the direct product; only its rounding
+/// differs.
 ///
 /// Tensors are channels-last (`[H·W, channels]`) so that every transform works on whole
 /// vectors of 16 channels.

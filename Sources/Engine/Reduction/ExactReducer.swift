@@ -1,4 +1,5 @@
-/// Exact, order-free summation of per-chunk partial sums across chunks and ranks (design §2.4).
+/// Exact, order-free summation of per-chunk partial sums across chunks and ranks
+/// (docs/architecture.md §2.4).
 ///
 /// For each segment (a named tensor) the global maximum magnitude M is found with one
 /// `MPI_MAX` allreduce over all segments at once. With e = ⌊log₂ M⌋, every partial x is
