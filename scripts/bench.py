@@ -326,7 +326,7 @@ over the repeats; PyTorch's includes the Python interpreter and the torch librar
 `scripts/bench-layers` prints each layer's forward and backward milliseconds per step; compare
 runs side by side, as single runs vary by about ±10 % on a shared machine.
 
-- **One GEMM** (`Sources/Engine/GEMM.swift`): an 8 × 32 register-blocked micro-kernel (sixteen
+- **One GEMM** (`Sources/Engine/Kernels/GEMM.swift`): an 8 × 32 register-blocked micro-kernel (sixteen
   16-lane accumulators, `addingProduct` compiled to `vfmadd231ps` by `-target-cpu`), 4 × 32 and
   1 × 32 rows, and vector tails for the last 17–31 and 1–16 columns (spare lanes computed and
   not stored), so no column is ever scalar. A's rows and columns are given by strides or by
@@ -340,7 +340,7 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
   gradient's product is computed as dcolsᵀ = dyᵀ·W with columns in (ky, kx, channel) order, so
   col2im adds whole channel vectors (channels-last) and transposes once, instead of adding rows
   of 11 floats with scalar tails.
-- **Winograd F(2×2, 3×3)** (`Sources/Engine/Winograd.swift`) for 3×3, stride-1 convolutions
+- **Winograd F(2×2, 3×3)** (`Sources/Engine/Layers/Winograd.swift`) for 3×3, stride-1 convolutions
   over whole vectors of 16 channels (seed-cnn's conv2; not conv1, whose single input channel
   makes the direct product cheaper). A 4×4 input tile gives a 2×2 output tile with 16 products
   per channel pair instead of 36; the 16 products of all tiles are 16 `gemm`s over the
@@ -354,14 +354,14 @@ runs side by side, as single runs vary by about ±10 % on a shared machine.
 - **Fused ReLU**: a ReLU after a convolution runs in the convolution's output copy, and its
   gradient mask in the max pool after it (from the pooled values), so neither pass touches the
   5.5 MB first-layer activation. Same bits as the layers apart.
-- **Threads that persist, and share the slack**: a rank's chunk threads spin briefly, then
+- **Threads that persist, and share the slack**: a rank's worker threads spin briefly, then
   sleep, between layers. Thread t first takes its own contiguous share of chunks, so a chunk's
   activations stay in its core's cache, then claims chunks of other shares not yet started, so the
   unstarted work of a thread slowed by another process on its core (or still waking up) is taken
   over.
   A chunk's result does not depend on its thread, so neither do the bits.
 - **No allocation per step**: buffers grow on first use and are reused; a parallel region
-  hands its work to the chunk threads as a small struct (`ChunkTask`) by address and type,
+  hands its work to the worker threads as a small struct (`ParallelTask`) by address and type,
   where a closure would be boxed on the heap at every call (`scripts/bench-alloc`).
 - **No step-sized clearing or scalar loops**: layers overwrite their gradient partials instead
   of adding into cleared ones; the exact reduction's maximum and fixed-point passes are explicit

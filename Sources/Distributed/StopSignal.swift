@@ -3,7 +3,7 @@ import Foundation
 
 /// SIGTERM, SIGINT and SIGUSR1 ask training to stop at the next step boundary with a
 /// checkpoint. The handler only sets a flag; the trainer folds it into each step's small
-/// allreduce so that every rank stops after the same step (design §4).
+/// allreduce so that every rank stops after the same step (docs/architecture.md §5).
 public enum StopSignal {
     nonisolated(unsafe) private static var received: sig_atomic_t = 0
     nonisolated(unsafe) private static var number: sig_atomic_t = 0

@@ -38,7 +38,7 @@ public final class Trainer {
     public let batches: BatchSource
     public let communicator: Communicator
     public let reducer: ExactReducer
-    public let executor: ChunkExecutor
+    public let executor: ParallelExecutor
     /// Global steps completed.
     public internal(set) var step = 0
 
@@ -77,7 +77,7 @@ public final class Trainer {
         self.batches = batches
         self.communicator = communicator
         reducer = ExactReducer(communicator: communicator)
-        executor = ChunkExecutor(threads: options.threads)
+        executor = ParallelExecutor(threads: options.threads)
         reducer.executor = executor
         let layout = network.layout
         var initialParameters: [Float] = [], initialBuffers: [Float] = []
@@ -170,7 +170,7 @@ public final class Trainer {
             // The update: elementwise on identical inputs, so slicing it over the threads
             // changes no bit and every rank holds the same weights (§2.6).
             let slices = executor.threadCount
-            executor.run(chunks: slices, UpdateParameters(
+            executor.run(count: slices, UpdateParameters(
                 optimizer: hyperparameters.optimizer, rate: learningRate(atStep: step), slices: slices,
                 parameterCount: parameterCount, p: parameters.baseAddress!, g: gradient.baseAddress!, v: velocity.baseAddress!))
             let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(hyperparameters.batchSize),
@@ -197,14 +197,14 @@ public final class Trainer {
     }
 
     /// The optimizer's step on slice t of the parameters.
-    private struct UpdateParameters: ChunkTask {
+    private struct UpdateParameters: ParallelTask {
         let optimizer: SGD
         let rate: Float
         let slices, parameterCount: Int
         let p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
 
-        func run(chunk t: Int, workspace: Workspace) {
-            let part = ChunkExecutor.part(t, of: slices, 0..<parameterCount)
+        func run(index t: Int, workspace: Workspace) {
+            let part = ParallelExecutor.part(t, of: slices, 0..<parameterCount)
             optimizer.step(parameters: p + part.lowerBound, gradients: g + part.lowerBound, velocity: v + part.lowerBound,
                            count: part.count, learningRate: rate)
         }

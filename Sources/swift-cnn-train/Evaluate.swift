@@ -38,7 +38,7 @@ struct Evaluate: ParsableCommand {
             let result = try evaluate(
                 network: network, parameters: &parameters, buffers: &buffers, dataset: dataset, chunkSize: m.hyperparameters.chunkSize,
                 hyper: m.hyperparameters.layers,
-                executor: ChunkExecutor(threads: threads ?? Job.defaultThreads), communicator: communicator,
+                executor: ParallelExecutor(threads: threads ?? Job.defaultThreads), communicator: communicator,
                 reducer: ExactReducer(communicator: communicator))
             Job.say("checkpoint \(self.checkpoint) (step \(m.step), model \(m.model))")
             Job.say("\(split): \(result.count) samples, loss \(String(format: "%.4f", result.loss)), accuracy \(String(format: "%.2f", 100 * result.accuracy))%")

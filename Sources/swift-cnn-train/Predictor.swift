@@ -10,7 +10,7 @@ final class Predictor {
     private var buffers: [Float]
     private let chunkSize: Int
     private let hyper: LayerHyperparameters
-    private let executor: ChunkExecutor
+    private let executor: ParallelExecutor
     private let reducer = ExactReducer(communicator: SerialCommunicator())
     private let activations: Activations
     /// Samples per forward pass; the chunking, not this size, fixes the numbers.
@@ -23,7 +23,7 @@ final class Predictor {
         let m = checkpoint.manifest
         chunkSize = m.hyperparameters.chunkSize
         hyper = m.hyperparameters.layers
-        executor = ChunkExecutor(threads: threads)
+        executor = ParallelExecutor(threads: threads)
         batchCapacity = max(1, 64 / chunkSize) * chunkSize
         activations = Activations(network: network, capacity: batchCapacity)
     }
@@ -54,12 +54,13 @@ final class Predictor {
     }
 
     /// Class probabilities from the model's outputs: exp of a log-softmax model's outputs;
-    /// otherwise the softmax of the logits, in Double from the maximum down.
+    /// otherwise the softmax of the logits, in Double from the maximum down. `ScalarMath.exp`,
+    /// not the system's, so that the probabilities do not depend on its libm.
     func probabilities(_ output: UnsafePointer<Float>, count: Int) -> [Double] {
         let logits = (0..<count).map { Double(output[$0]) }
-        if network.loss == .nll { return logits.map { exp($0) } }
+        if network.loss == .nll { return logits.map { ScalarMath.exp($0) } }
         let top = logits.max() ?? 0
-        let e = logits.map { exp($0 - top) }
+        let e = logits.map { ScalarMath.exp($0 - top) }
         let sum = e.reduce(0, +)
         return e.map { $0 / sum }
     }

@@ -2,9 +2,9 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// The bits must not depend on the CPU the kernels were built for (design §2.3): an AVX2-only
-/// build (`SWIFT_CNN_TRAIN_CPU=haswell`, which `scripts/test` makes) and the native AVX-512
-/// build train to the same digest.
+/// The bits must not depend on the CPU the kernels were built for (docs/architecture.md §2.3): an
+/// AVX2-only build (`SWIFT_CNN_TRAIN_CPU=haswell`, which `scripts/test` makes) and the native
+/// AVX-512 build train to the same digest.
 final class BuildTargetTests: XCTestCase {
     func testHaswellAndNativeBuildsGiveTheSameDigest() throws {
         guard let haswell = ProcessInfo.processInfo.environment["SWIFT_CNN_TRAIN_HASWELL_BINARY"] else {

@@ -3,8 +3,9 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// The checkpoint format (design §4): a bit-exact round trip, and every kind of damage giving
-/// `EngineError.invalidCheckpoint` with a message that says what is wrong — never a crash.
+/// The checkpoint format (docs/architecture.md §4): a bit-exact round trip, and every kind of
+/// damage giving `EngineError.invalidCheckpoint` with a message that says what is wrong — never a
+/// crash.
 final class CheckpointTests: XCTestCase {
     static let model = "conv4k3-bn-relu-maxpool2-fc"
     let source = "test.ckpt"
@@ -101,7 +102,7 @@ final class CheckpointTests: XCTestCase {
     /// A manifest whose hyperparameters cannot be right (here a chunk size of 0, which would
     /// divide by zero in evaluation) is refused, although its checksums hold.
     func testImpossibleHyperparametersAreRefused() throws {
-        var broken = original
+        var broken = try XCTUnwrap(original)
         broken.manifest.hyperparameters.chunkSize = 0
         assertThrows(.checkpoint, containing: "its hyperparameters cannot be right (chunkSize must be at least 1 (got 0))",
                      try decode(try broken.encoded()))

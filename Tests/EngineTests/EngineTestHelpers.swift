@@ -46,7 +46,7 @@ func withPass<R>(samples: Int, chunkSize: Int, threads: Int = 1, _ body: (Pass) 
     defer { scratch.deallocate() }
     let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: samples, training: true,
                     parameters: scratch, buffers: scratch, chunkGradients: nil, parameterCount: 0,
-                    executor: ChunkExecutor(threads: threads), reducer: ExactReducer(communicator: SerialCommunicator()),
+                    executor: ParallelExecutor(threads: threads), reducer: ExactReducer(communicator: SerialCommunicator()),
                     hyper: LayerHyperparameters())
     return try body(pass)
 }

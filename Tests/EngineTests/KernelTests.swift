@@ -2,9 +2,9 @@ import Engine
 import Foundation
 import XCTest
 
-/// The kernels' bit-level contracts (design §2.3): `gemm` is one fixed-order FMA chain per
-/// element, horizontal sums have a lane order written in the source, and ScalarMath is accurate
-/// against Foundation's Double functions.
+/// The kernels' bit-level contracts (docs/architecture.md §2.3): `gemm` is one fixed-order FMA
+/// chain per element, horizontal sums have a lane order written in the source, and ScalarMath is
+/// accurate against Foundation's Double functions.
 final class KernelTests: XCTestCase {
     /// C[i, j] = (accumulate ? C[i, j] : 0) then acc = acc.addingProduct(A[i, p], B[p, j]) for
     /// p = 0..<k — the order `gemm` documents, one element at a time.
@@ -98,7 +98,7 @@ final class KernelTests: XCTestCase {
                     let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: samples, training: true,
                                     parameters: parameters.baseAddress!, buffers: parameters.baseAddress!,
                                     chunkGradients: grads.baseAddress!, parameterCount: layout.parameterCount,
-                                    executor: ChunkExecutor(threads: 1), reducer: ExactReducer(communicator: SerialCommunicator()),
+                                    executor: ParallelExecutor(threads: 1), reducer: ExactReducer(communicator: SerialCommunicator()),
                                     hyper: LayerHyperparameters())
                     try layer.forward(&y, x.baseAddress!, pass)
                     try layer.backward(&dx, dy, x.baseAddress!, &y, pass)

@@ -15,7 +15,8 @@ import XCTest
 /// any real mistake (a wrong index or formula moves values by O(0.1–1)).
 ///
 /// Each layer also runs in several chunkings and on 2 threads: threads must not change a bit
-/// (design §2.2); chunkings may change sums in their last bits, so they are held to the tolerance.
+/// (docs/architecture.md §2.2); chunkings may change sums in their last bits, so they are held to
+/// the tolerance.
 final class LayerFixtureTests: XCTestCase {
     static let tolerance: Float = 1e-5
 
@@ -67,7 +68,8 @@ final class LayerFixtureTests: XCTestCase {
             assertBitwiseEqual(threaded.dx, run.dx, "\(label) dx on 2 threads", file: file, line: line)
             assertBitwiseEqual(threaded.gradients, run.gradients, "\(label) gradients on 2 threads", file: file, line: line)
             assertBitwiseEqual(threaded.buffers, run.buffers, "\(label) buffers on 2 threads", file: file, line: line)
-            // Outputs computed sample by sample are the same bits in any chunking (design §2.2).
+            // Outputs computed sample by sample are the same bits in any chunking
+            // (docs/architecture.md §2.2).
             if perSampleBitwise, let first = firstChunking {
                 assertBitwiseEqual(run.y, first.y, "\(label) y vs chunk \(chunkSizes[0])", file: file, line: line)
                 assertBitwiseEqual(run.dx, first.dx, "\(label) dx vs chunk \(chunkSizes[0])", file: file, line: line)
@@ -140,8 +142,9 @@ final class LayerFixtureTests: XCTestCase {
         }
     }
 
-    /// Batch statistics over all 4 samples whatever the chunking (sync batch norm, design §2.5);
-    /// running_var is updated with the unbiased variance, as PyTorch does.
+    /// Batch statistics over all 4 samples whatever the chunking (sync batch norm,
+    /// docs/architecture.md §2.5); running_var is updated with the unbiased variance, as PyTorch
+    /// does.
     func testBatchNorm2dTraining() throws {
         try check("batchnorm2d_train", samples: 4, chunkSizes: [4, 2, 1], inputs: ["weight", "bias"],
                   outputBuffers: ["running_mean", "running_var"]) {

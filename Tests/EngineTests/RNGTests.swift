@@ -1,8 +1,8 @@
 import Engine
 import XCTest
 
-/// The counter-based generator behind shuffling and initialisation (design §2.1): values are a
-/// pure function of (seed, stream, counter).
+/// The counter-based generator behind shuffling and initialisation (docs/architecture.md §2.1):
+/// values are a pure function of (seed, stream, counter).
 final class RNGTests: XCTestCase {
     func testPermutationIsAPermutation() {
         for count in [0, 1, 2, 3, 10, 1000, 60_000] {

@@ -140,13 +140,13 @@ public final class LayerHarness {
     public var parameters: [Float]
     public var buffers: [Float]
     public let reducer = ExactReducer(communicator: SerialCommunicator())
-    public let executor: ChunkExecutor
+    public let executor: ParallelExecutor
 
     public init(parameterCount: Int, bufferCount: Int, threads: Int = 1) {
         network = nil
         parameters = [Float](repeating: 0, count: parameterCount)
         buffers = [Float](repeating: 0, count: max(bufferCount, 1))
-        executor = ChunkExecutor(threads: threads)
+        executor = ParallelExecutor(threads: threads)
     }
 
     /// Forward then backward of one layer over `samples` samples in chunks of `chunkSize`.

@@ -3,7 +3,7 @@ import CZlib
 import CZstd
 import Foundation
 
-/// A training state on disk (design §4, `docs/checkpoint-format.md`):
+/// A training state on disk (docs/architecture.md §4, `docs/checkpoint-format.md`):
 ///
 ///     magic "SCNNCKPT" (8 bytes) | format version UInt32 LE | manifest length UInt32 LE
 ///     | CRC-32 of the manifest UInt32 LE

@@ -72,7 +72,7 @@ public struct GradientPartials: ChunkPartials {
     public func rows(_ block: Range<Int>, workspace: Workspace) -> (base: UnsafePointer<Float>, rowStride: Int) {
         guard let layer = deferrer(of: block) else { return stored.rows(block, workspace: workspace) }
         precondition(layer.deferredRange.contains(block.upperBound - 1), "a block straddles a deferred tensor's end")
-        let partials = workspace.floats(0, count: pass.chunkCount * block.count)
+        let partials = workspace.floats(.deferredPartials, count: pass.chunkCount * block.count)
         layer.deferredPartials(block, into: partials, pass: pass)
         return (UnsafePointer(partials), block.count)
     }

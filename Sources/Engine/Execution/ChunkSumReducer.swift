@@ -1,6 +1,6 @@
 /// Turns per-chunk partial sums into the sum over every chunk of the global batch, on every
 /// rank. The engine only states what it needs; `Distributed` provides the exact
-/// implementation (64-bit fixed point across chunks and ranks, design §2.4).
+/// implementation (64-bit fixed point across chunks and ranks, docs/architecture.md §2.4).
 public protocol ChunkSumReducer: AnyObject {
     /// `partials` holds `rows` local chunks' partials of `width` values; `result` receives the
     /// `width` global sums of the values the segments cover. Throws if a value is NaN or

@@ -15,14 +15,14 @@ public final class Pass {
     /// overwrites its parameters' part of every row.
     public let chunkGradients: UnsafeMutablePointer<Float>?
     public let parameterCount: Int
-    public let executor: ChunkExecutor
+    public let executor: ParallelExecutor
     public let reducer: ChunkSumReducer
     public let hyper: LayerHyperparameters
 
     public init(sampleCount: Int, chunkSize: Int, globalSampleCount: Int, training: Bool,
                 parameters: UnsafeMutablePointer<Float>, buffers: UnsafeMutablePointer<Float>,
                 chunkGradients: UnsafeMutablePointer<Float>?, parameterCount: Int,
-                executor: ChunkExecutor, reducer: ChunkSumReducer, hyper: LayerHyperparameters) {
+                executor: ParallelExecutor, reducer: ChunkSumReducer, hyper: LayerHyperparameters) {
         self.sampleCount = sampleCount
         self.chunkSize = chunkSize
         self.chunkCount = (sampleCount + chunkSize - 1) / chunkSize
@@ -43,7 +43,7 @@ public final class Pass {
 
     /// Runs `task` for every chunk.
     public func forEachChunk<Task: ChunkSamplesTask>(_ task: Task) {
-        executor.run(chunks: chunkCount, EachChunk(pass: self, task: task))
+        executor.run(count: chunkCount, EachChunk(pass: self, task: task))
     }
 
     /// Runs `task` for each of `threadCount` contiguous parts of the chunks (part t is where
@@ -52,7 +52,7 @@ public final class Pass {
     /// once per chunk.
     public func forEachShare<Task: ShareSamplesTask>(_ task: Task) {
         let parts = min(executor.threadCount, chunkCount)
-        executor.run(chunks: parts, EachShare(pass: self, parts: parts, task: task))
+        executor.run(count: parts, EachShare(pass: self, parts: parts, task: task))
     }
 
     /// The gradient partials of chunk `c`.
@@ -74,24 +74,24 @@ public protocol ShareSamplesTask {
 }
 
 /// A `ChunkSamplesTask` as the executor runs it: chunk index → the chunk's samples.
-private struct EachChunk<Task: ChunkSamplesTask>: ChunkTask {
+private struct EachChunk<Task: ChunkSamplesTask>: ParallelTask {
     let pass: Pass
     let task: Task
 
-    func run(chunk c: Int, workspace: Workspace) {
+    func run(index c: Int, workspace: Workspace) {
         let range = pass.samples(ofChunk: c)
         task.run(first: range.lowerBound, count: range.count, chunk: c, workspace: workspace)
     }
 }
 
 /// A `ShareSamplesTask` as the executor runs it: part t of `parts` of the chunks → its samples.
-private struct EachShare<Task: ShareSamplesTask>: ChunkTask {
+private struct EachShare<Task: ShareSamplesTask>: ParallelTask {
     let pass: Pass
     let parts: Int
     let task: Task
 
-    func run(chunk t: Int, workspace: Workspace) {
-        let chunks = ChunkExecutor.part(t, of: parts, 0..<pass.chunkCount)
+    func run(index t: Int, workspace: Workspace) {
+        let chunks = ParallelExecutor.part(t, of: parts, 0..<pass.chunkCount)
         let first = chunks.lowerBound * pass.chunkSize, end = min(chunks.upperBound * pass.chunkSize, pass.sampleCount)
         task.run(first: first, count: end - first, workspace: workspace)
     }

@@ -1,11 +1,11 @@
 /// The one matrix-multiply entry point every layer uses:
 /// `C[i, j] = (accumulate ? C[i, j] : 0) + Σ_{p = 0..<k} A[i, p] · B[p, j]`.
 ///
-/// Determinism (design §2.3): every element of C is one chain of fused multiply-adds over
-/// p = 0, 1, …, k−1 in that order, started from C[i, j] or +0. Blocking over rows and columns
-/// and the vector width decide only which elements are computed together, never the order
-/// within an element, so the bits do not depend on the shapes around it, on the CPU's vector
-/// width, or on how the caller splits the work.
+/// Determinism (docs/architecture.md §2.3): every element of C is one chain of fused multiply-adds
+/// over p = 0, 1, …, k−1 in that order, started from C[i, j] or +0. Blocking over rows and columns
+/// and the vector width decide only which elements are computed together, never the order within an
+/// element, so the bits do not depend on the shapes around it, on the CPU's vector width, or on how
+/// the caller splits the work.
 ///
 /// A is addressed with arbitrary strides (so a transposed A costs nothing):
 /// `A[i, p] = a[rowStart(i) + columnOffset(p)]`, row i starting at `i·aRowStride` or at

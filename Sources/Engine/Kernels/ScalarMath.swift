@@ -1,9 +1,9 @@
 /// The project's own transcendental functions.
 ///
-/// Results must not depend on the system's libm (design §2.3), so exp, log, tanh and erf are
-/// computed here in `Double` from IEEE operations alone (+, −, ×, ÷, correctly rounded by the
-/// standard) and rounded once to `Float`. Each is accurate to well under one `Float` ulp
-/// before that final rounding, which the tests check against Foundation's `Double` functions.
+/// Results must not depend on the system's libm (docs/architecture.md §2.3), so exp, log, tanh and
+/// erf are computed here in `Double` from IEEE operations alone (+, −, ×, ÷, correctly rounded by
+/// the standard) and rounded once to `Float`. Each is accurate to well under one `Float` ulp before
+/// that final rounding, which the tests check against Foundation's `Double` functions.
 public enum ScalarMath {
     static let ln2Hi = 0.693_147_180_369_123_816_49  // ln 2 with its low 32 bits cleared
     static let ln2Lo = 1.908_214_929_270_587_7e-10  // ln 2 − ln2Hi

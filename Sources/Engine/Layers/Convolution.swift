@@ -13,11 +13,10 @@ public final class Conv2d: ReLUFusing {
     let weightOffset, biasOffset: Int
     public var fusesReLU = false
     public var gradientMasked = false
-    /// The im2col matrix is never built: its element (q, p) for q = (c, ky, kx) and output
-    /// position p = (oy, ox) is the zero-padded input at rowOffsets[q] + positionOffsets[p],
-    /// and `gemm` reads A through these two tables.
-    private let rowOffsets: UnsafeMutablePointer<Int>
-    private let positionOffsets: UnsafeMutablePointer<Int>
+    /// Without Winograd, the im2col matrix is mostly not built: its element (q, p) for
+    /// q = (c, ky, kx) and output position p = (oy, ox) is the zero-padded input at
+    /// rows[q] + positions[p], and `gemm` reads A through these two tables (nil with Winograd).
+    private let im2colOffsets: (rows: UnsafeMutablePointer<Int>, positions: UnsafeMutablePointer<Int>)?
     /// Wᵀ as `[in·k·k, out]`, rebuilt once per forward pass: the B operand of forward's gemm
     /// when it computes the output transposed (nil when forward builds im2col instead).
     private let weightTransposed: UnsafeMutablePointer<Float>?
@@ -54,29 +53,31 @@ public final class Conv2d: ReLUFusing {
         weightOffset = layout.declare("\(name).weight", shape: [outChannels, inChannels, kernel, kernel],
                                       initializer: initScheme.weight(fanIn: fanIn, fanOut: outChannels * kernel * kernel))
         biasOffset = layout.declare("\(name).bias", shape: [outChannels], initializer: initScheme.bias(fanIn: fanIn))
-        // (The computed `paddedHeight` and `paddedWidth` are not available during init.)
-        let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
-        rowOffsets = .allocate(capacity: fanIn)
-        for c in 0..<inChannels {
-            for ky in 0..<kernel {
-                for kx in 0..<kernel {
-                    rowOffsets[(c * kernel + ky) * kernel + kx] = (c * paddedHeight + ky) * paddedWidth + kx
-                }
-            }
-        }
-        positionOffsets = .allocate(capacity: outHeight * outWidth)
-        for oy in 0..<outHeight {
-            for ox in 0..<outWidth {
-                positionOffsets[oy * outWidth + ox] = oy * stride * paddedWidth + ox * stride
-            }
-        }
         if Winograd.applies(kernel: kernel, stride: stride, inChannels: inChannels, outChannels: outChannels) {
             let count = Winograd.points * inChannels * outChannels
             winogradWeights = (.allocate(capacity: count), .allocate(capacity: count))
+            im2colOffsets = nil
             weightTransposed = nil
             weightByTap = nil
         } else {
             winogradWeights = nil
+            // (The computed `paddedHeight` and `paddedWidth` are not available during init.)
+            let paddedHeight = height + 2 * padding, paddedWidth = width + 2 * padding
+            let rowOffsets = UnsafeMutablePointer<Int>.allocate(capacity: fanIn)
+            for c in 0..<inChannels {
+                for ky in 0..<kernel {
+                    for kx in 0..<kernel {
+                        rowOffsets[(c * kernel + ky) * kernel + kx] = (c * paddedHeight + ky) * paddedWidth + kx
+                    }
+                }
+            }
+            let positionOffsets = UnsafeMutablePointer<Int>.allocate(capacity: outHeight * outWidth)
+            for oy in 0..<outHeight {
+                for ox in 0..<outWidth {
+                    positionOffsets[oy * outWidth + ox] = oy * stride * paddedWidth + ox * stride
+                }
+            }
+            im2colOffsets = (rowOffsets, positionOffsets)
             // Few weights per filter (conv1's 9): building the im2col matrix moves fewer floats
             // than transposing the product would, so forward does that instead.
             weightTransposed = fanIn >= outChannels ? .allocate(capacity: fanIn * outChannels) : nil
@@ -85,8 +86,8 @@ public final class Conv2d: ReLUFusing {
     }
 
     deinit {
-        rowOffsets.deallocate()
-        positionOffsets.deallocate()
+        im2colOffsets?.rows.deallocate()
+        im2colOffsets?.positions.deallocate()
         weightTransposed?.deallocate()
         weightByTap?.deallocate()
         winogradWeights?.forward.deallocate()
@@ -132,23 +133,24 @@ public final class Conv2d: ReLUFusing {
             for s in first..<(first + count) {
                 let out = y + s * outSize
                 if let winograd = layer.winogradWeights?.forward {
-                    let xT = workspace.floats(3, count: inSize), yT = workspace.floats(0, count: positions * outChannels)
+                    let xT = workspace.floats(.transposedInput, count: inSize)
+                    let yT = workspace.floats(.transposedOutput, count: positions * outChannels)
                     transpose(x + s * inSize, rows: inChannels, cols: height * width, into: xT)
                     Winograd.convolve(xT, height: height, width: width, inChannels: inChannels, padding: layer.padding,
                                       weights: winograd, outChannels: outChannels, bias: bias, into: yT,
                                       workspace: workspace)
                     transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
-                } else if let weightTransposed = layer.weightTransposed {
-                    let yT = workspace.floats(0, count: positions * outChannels)
+                } else if let weightTransposed = layer.weightTransposed, let offsets = layer.im2colOffsets {
+                    let yT = workspace.floats(.transposedOutput, count: positions * outChannels)
                     for p in 0..<positions {
                         copyFloats(bias, to: yT + p * outChannels, count: outChannels)
                     }
                     gemm(m: positions, n: outChannels, k: patch, a: layer.paddedInput(x + s * inSize, workspace),
-                         aRowStride: 0, aColStride: 0, aRowOffsets: layer.positionOffsets, aColOffsets: layer.rowOffsets,
+                         aRowStride: 0, aColStride: 0, aRowOffsets: offsets.positions, aColOffsets: offsets.rows,
                          b: weightTransposed, ldb: outChannels, c: yT, ldc: outChannels, accumulate: true)
                     transpose(yT, rows: positions, cols: outChannels, into: out, relu: fusesReLU)
                 } else {
-                    let cols = workspace.floats(0, count: patch * positions)
+                    let cols = workspace.floats(.columns, count: patch * positions)
                     layer.im2col(x + s * inSize, into: cols)
                     for o in 0..<outChannels {
                         (out + o * positions).update(repeating: bias[o], count: positions)
@@ -192,15 +194,15 @@ public final class Conv2d: ReLUFusing {
             let weightByTap = layer.weightByTap, winograd = layer.winogradWeights?.inputGradient
             let grads = pass.gradients(ofChunk: chunk)
             let dWeight = grads + layer.weightOffset, dBias = grads + layer.biasOffset
-            let dyT = workspace.floats(1, count: positions * outChannels)
-            let dWeightT = workspace.floats(2, count: outChannels * patch)
-            let dV = workspace.floats(9, count: winograd == nil ? 0 : Winograd.points * inChannels * outChannels)
+            let dyT = workspace.floats(.transposedOutputGradient, count: positions * outChannels)
+            let dWeightT = workspace.floats(.transposedWeightGradient, count: outChannels * patch)
+            let dV = workspace.floats(.winogradKernelGradient, count: winograd == nil ? 0 : Winograd.points * inChannels * outChannels)
             dBias.update(repeating: 0, count: outChannels)
             for s in first..<(first + count) {
                 var dOut = dy + s * outSize
                 if layer.fusesReLU && !layer.gradientMasked {
                     // ReLU's backward, on the output it wrote: y > 0 ? dy : 0.
-                    let masked = workspace.floats(4, count: outSize)
+                    let masked = workspace.floats(.maskedOutputGradient, count: outSize)
                     reluBackward(dOut, y + s * outSize, into: masked, count: outSize)
                     dOut = UnsafePointer(masked)
                 }
@@ -211,22 +213,22 @@ public final class Conv2d: ReLUFusing {
                 if winograd != nil {
                     // The kernels' gradient in the transformed domain, summed over the chunk's
                     // tiles (sample after sample) before it is transformed back below.
-                    let xT = workspace.floats(3, count: inSize)
+                    let xT = workspace.floats(.transposedInput, count: inSize)
                     transpose(x + s * inSize, rows: inChannels, cols: height * width, into: xT)
                     Winograd.accumulateKernelGradient(input: xT, height: height, width: width, inChannels: inChannels,
                                                       padding: layer.padding, outputGradient: dyT, outChannels: outChannels,
                                                       into: dV, accumulate: s > first, workspace: workspace)
-                } else {
+                } else if let offsets = layer.im2colOffsets {
                     // dW[o, q] = Σ over (sample, position) of dy·cols, one chain in that order
                     // (each sample's gemm continues the chains), computed as dWᵀ = cols · dyᵀ:
                     // n = out channels keeps the vector lanes full even for conv1's 9 weights
                     // per filter.
                     gemm(m: patch, n: outChannels, k: positions, a: layer.paddedInput(x + s * inSize, workspace),
-                         aRowStride: 0, aColStride: 0, aRowOffsets: layer.rowOffsets, aColOffsets: layer.positionOffsets,
+                         aRowStride: 0, aColStride: 0, aRowOffsets: offsets.rows, aColOffsets: offsets.positions,
                          b: dyT, ldb: outChannels, c: dWeightT, ldc: outChannels, accumulate: s > first)
                 }
                 if let dx, let winograd {
-                    let dxT = workspace.floats(6, count: inSize)
+                    let dxT = workspace.floats(.transposedInputGradient, count: inSize)
                     Winograd.convolve(dyT, height: layer.outHeight, width: layer.outWidth, inChannels: outChannels,
                                       padding: layer.kernel - 1 - layer.padding, weights: winograd, outChannels: inChannels,
                                       bias: nil, into: dxT, workspace: workspace)
@@ -234,10 +236,10 @@ public final class Conv2d: ReLUFusing {
                 } else if let dx, let weightByTap {
                     // dcolsᵀ = dy · W, its columns in (ky, kx, c) order, then scattered back
                     // onto the input (col2im), channels contiguous.
-                    let dColsT = workspace.floats(3, count: positions * patch)
+                    let dColsT = workspace.floats(.transposedColumnGradient, count: positions * patch)
                     gemm(m: positions, n: patch, k: outChannels, a: dyT, aRowStride: outChannels, aColStride: 1,
                          b: weightByTap, ldb: patch, c: dColsT, ldc: patch, accumulate: false)
-                    layer.col2im(dColsT, into: dx + s * inSize, scratch: workspace.floats(6, count: inSize))
+                    layer.col2im(dColsT, into: dx + s * inSize, scratch: workspace.floats(.transposedInputGradient, count: inSize))
                 }
             }
             if winograd != nil {
@@ -253,7 +255,7 @@ public final class Conv2d: ReLUFusing {
     /// The sample's input with its zero border: the input itself without padding, else a copy.
     private func paddedInput(_ x: UnsafePointer<Float>, _ workspace: Workspace) -> UnsafePointer<Float> {
         guard padding > 0 else { return x }
-        let padded = workspace.floats(5, count: inChannels * paddedHeight * paddedWidth)
+        let padded = workspace.floats(.paddedInput, count: inChannels * paddedHeight * paddedWidth)
         padded.update(repeating: 0, count: inChannels * paddedHeight * paddedWidth)
         for c in 0..<inChannels {
             for iy in 0..<height {

@@ -1,11 +1,11 @@
 /// `nn.BatchNorm2d(channels, eps, momentum)`, NCHW, with *synchronised* batch statistics.
 ///
 /// In training the mean and variance are over the whole global batch (all chunks, all ranks):
-/// per-chunk sums → exact reduction → mean; per-chunk squared deviations → exact reduction →
-/// biased variance (design §2.5). Running statistics follow PyTorch: `r ← (1−m)·r + m·stat`
-/// with the unbiased variance. Backward reduces Σdy and Σdy·(x−mean) the same way. Evaluation
-/// uses the running statistics. Parameters `weight` (γ, 1) and `bias` (β, 0); buffers
-/// `running_mean` (0) and `running_var` (1).
+/// per-chunk sums → exact reduction → mean; per-chunk squared deviations → exact reduction → biased
+/// variance (docs/architecture.md §2.5). Running statistics follow PyTorch: `r ← (1−m)·r + m·stat`
+/// with the unbiased variance. Backward reduces Σdy and Σdy·(x−mean) the same way. Evaluation uses
+/// the running statistics. Parameters `weight` (γ, 1) and `bias` (β, 0); buffers `running_mean` (0)
+/// and `running_var` (1).
 public final class BatchNorm2d: Layer {
     public let channels, height, width: Int
     let name: String

@@ -168,7 +168,7 @@ public final class MaxPool2d: Layer {
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
             let planes = g.channels, inPlane = g.inPlane, outPlane = g.outPlane, overlapping = g.stride < g.kernel
-            let masked = workspace.floats(0, count: outPlane)
+            let masked = workspace.floats(.maskedOutputGradient, count: outPlane)
             for p in (first * planes)..<((first + count) * planes) {
                 let dPlane = dx + p * inPlane, index = indices + p * outPlane
                 var dOut = dy + p * outPlane

@@ -4,10 +4,11 @@
 /// the 16 products of a tile are 16 independent matrix products over the input channels,
 /// each through `gemm`.
 ///
-/// Determinism (design §2): every transform is a fixed sequence of vector adds, subtracts and
-/// halvings written out here, lane by lane the same on AVX2 and AVX-512, and each transformed
-/// output is `gemm`'s fixed-order chain over the input channels. So an output is a function of
-/// its sample and the weights alone, as with the direct product; only its rounding differs.
+/// Determinism (docs/architecture.md §2.3): every transform is a fixed sequence of vector adds,
+/// subtracts and halvings written out here, lane by lane the same on AVX2 and AVX-512, and each
+/// transformed output is `gemm`'s fixed-order chain over the input channels. So an output is a
+/// function of its sample and the weights alone, as with the direct product; only its rounding
+/// differs.
 ///
 /// Tensors are channels-last (`[H·W, channels]`) so that every transform works on whole
 /// vectors of 16 channels.
@@ -64,14 +65,14 @@ enum Winograd {
 
     /// out[oy·Wo + ox, o] = (bias[o] or 0) + the 3×3 convolution of `input` (`[H·W, inChannels]`,
     /// zero-padded by `padding` on every side) with the kernels transformed into `v`, for the
-    /// (H + 2·padding − 2) × (W + 2·padding − 2) outputs. Uses workspace slots 7 and 8.
+    /// (H + 2·padding − 2) × (W + 2·padding − 2) outputs. Uses the workspace's Winograd tiles.
     static func convolve(_ input: UnsafePointer<Float>, height: Int, width: Int, inChannels: Int, padding: Int,
                          weights v: UnsafePointer<Float>, outChannels: Int, bias: UnsafePointer<Float>?,
                          into out: UnsafeMutablePointer<Float>, workspace: Workspace) {
         let grid = TileGrid(height: height, width: width, padding: padding)
         let u = transformedInput(input, height: height, width: width, channels: inChannels, padding: padding,
                                  grid: grid, workspace: workspace)
-        let m = workspace.floats(8, count: points * grid.count * outChannels)
+        let m = workspace.floats(.winogradOutputTiles, count: points * grid.count * outChannels)
 
         // M[p] = U[p] · V[p]: each element one fixed-order chain over the input channels.
         for p in 0..<points {
@@ -112,10 +113,10 @@ enum Winograd {
     }
 
     /// U[p, tile, c] = (Bᵀ·d·B)[p] for each tile's 4×4 input d (zero outside the image), from
-    /// the input `[H·W, channels]`, in workspace slot 7.
+    /// the input `[H·W, channels]`, in the workspace's `.winogradInputTiles`.
     private static func transformedInput(_ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int,
                                          padding: Int, grid: TileGrid, workspace: Workspace) -> UnsafeMutablePointer<Float> {
-        let u = workspace.floats(7, count: points * grid.count * channels)
+        let u = workspace.floats(.winogradInputTiles, count: points * grid.count * channels)
         for ty in 0..<grid.rows {
             for tx in 0..<grid.columns {
                 let tile = ty * grid.columns + tx
@@ -148,14 +149,14 @@ enum Winograd {
     /// each element one chain over the tiles continued from the samples before (or started
     /// from +0 when not `accumulate`); `kernelGradient` turns the sum into ∂L/∂g. `input` and
     /// `outputGradient` are channels-last, the output gradient `[Ho·Wo, outChannels]`. Uses
-    /// workspace slots 7 and 8.
+    /// the workspace's Winograd tiles.
     static func accumulateKernelGradient(input: UnsafePointer<Float>, height: Int, width: Int, inChannels: Int,
                                          padding: Int, outputGradient dy: UnsafePointer<Float>, outChannels: Int,
                                          into dV: UnsafeMutablePointer<Float>, accumulate: Bool, workspace: Workspace) {
         let grid = TileGrid(height: height, width: width, padding: padding)
         let u = transformedInput(input, height: height, width: width, channels: inChannels, padding: padding,
                                  grid: grid, workspace: workspace)
-        let dyTiles = workspace.floats(8, count: points * grid.count * outChannels)
+        let dyTiles = workspace.floats(.winogradOutputTiles, count: points * grid.count * outChannels)
         // (A·dy·Aᵀ)[p] per tile, dy zero past the output's edge.
         for ty in 0..<grid.rows {
             for tx in 0..<grid.columns {

@@ -1,6 +1,6 @@
 /// A counter-based random number generator: the value at `(key, counter)` is a pure function
 /// of them, so any sample, tensor or epoch draws its numbers without sharing state, in any
-/// order, on any rank (design §2.1).
+/// order, on any rank (docs/architecture.md §2.1).
 ///
 /// The mixing function is SplitMix64's finaliser applied twice over the key and the counter
 /// — a bijection per round with full avalanche, plenty for shuffling and initialisation.

@@ -5,14 +5,15 @@ public enum LossFunction: String, Sendable {
     /// `F.nll_loss(log_probs, labels)`: for models whose last layer is LogSoftmax.
     case nll = "nll"
 
-    /// Per chunk: the sum of the samples' losses and the number predicted right; and, if
-    /// `gradient` is given, ∂loss/∂output for a loss averaged over `pass.globalSampleCount`.
+    /// Per chunk: the sum of the samples' losses; if `chunkCorrect` is given, the number
+    /// predicted right; and, if `gradient` is given, ∂loss/∂output for a loss averaged over
+    /// `pass.globalSampleCount`.
     ///
     /// Cross-entropy is computed as in `logSoftmax` (Double, one rounding), its gradient as
     /// (softmax − onehot)/B; NLL's gradient is −onehot/B.
     public func evaluate(outputs: UnsafePointer<Float>, labels: UnsafePointer<UInt8>, classes: Int, pass: Pass,
                          gradient: UnsafeMutablePointer<Float>?,
-                         chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>) {
+                         chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>?) {
         pass.forEachChunk(Evaluation(function: self, outputs: outputs, labels: labels, classes: classes,
                                      batch: Double(pass.globalSampleCount), gradient: gradient,
                                      chunkLoss: chunkLoss, chunkCorrect: chunkCorrect))
@@ -24,16 +25,16 @@ public enum LossFunction: String, Sendable {
         let classes: Int
         let batch: Double
         let gradient: UnsafeMutablePointer<Float>?
-        let chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>
+        let chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>?
 
         func run(first: Int, count: Int, chunk: Int, workspace: Workspace) {
-            let logProbabilities = workspace.floats(0, count: classes)
+            let logProbabilities = workspace.floats(.logProbabilities, count: classes)
             var lossSum = 0.0
             var correct: Int64 = 0
             for s in first..<(first + count) {
                 let row = outputs + s * classes
                 let label = Int(labels[s])
-                if argmax(row, count: classes) == label { correct += 1 }
+                if chunkCorrect != nil, argmax(row, count: classes) == label { correct += 1 }
                 switch function {
                 case .crossEntropy:
                     logSoftmax(row, count: classes, into: logProbabilities)
@@ -52,7 +53,7 @@ public enum LossFunction: String, Sendable {
                 }
             }
             chunkLoss[chunk] = Float(lossSum)
-            chunkCorrect[chunk] = correct
+            chunkCorrect?[chunk] = correct
         }
     }
 }

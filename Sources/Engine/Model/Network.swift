@@ -103,8 +103,9 @@ public final class Network {
         }
     }
 
-    /// Backpropagates `activations.outputGradient` through every layer, adding parameter
-    /// gradients into the pass's chunk partials. The first layer's input gradient is skipped.
+    /// Backpropagates `activations.outputGradient` through every layer, each layer writing
+    /// (not adding) its parameters' gradients into the pass's chunk partials, or deferring them
+    /// (`DeferredGradients`). The first layer's input gradient is skipped.
     /// `layerDone(l)` runs as soon as layer l's parameter gradients are complete, so that
     /// their reduction can overlap the rest of backward.
     public func backward(_ activations: Activations, _ pass: Pass, layerDone: ((Int) throws -> Void)? = nil) throws {

@@ -45,7 +45,7 @@ public struct TensorInfo: Sendable {
 
 /// The canonical list of a model's tensors: all parameters live in one flat array and all
 /// buffers in another, in declaration order, so the optimizer, the reducer, the digest and the
-/// checkpoint each walk one list (design §3).
+/// checkpoint each walk one list (docs/architecture.md §3).
 public struct ParameterLayout: Sendable {
     public private(set) var tensors: [TensorInfo] = []
     public private(set) var parameterCount = 0

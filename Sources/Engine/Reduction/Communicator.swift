@@ -55,5 +55,5 @@ public final class SerialCommunicator: Communicator {
 /// The chunks rank r of `ranks` works on: ⌊r·n/ranks⌋ ..< ⌊(r+1)·n/ranks⌋:
 /// contiguous, and as even as the count allows.
 public func chunkRange(rank: Int, ranks: Int, chunks: Int) -> Range<Int> {
-    ChunkExecutor.part(rank, of: ranks, 0..<chunks)
+    ParallelExecutor.part(rank, of: ranks, 0..<chunks)
 }

@@ -1,4 +1,5 @@
-/// Exact, order-free summation of per-chunk partial sums across chunks and ranks (design §2.4).
+/// Exact, order-free summation of per-chunk partial sums across chunks and ranks
+/// (docs/architecture.md §2.4).
 ///
 /// For each segment (a named tensor) the global maximum magnitude M is found with one
 /// `MPI_MAX` allreduce over all segments at once. With e = ⌊log₂ M⌋, every partial x is
@@ -22,7 +23,7 @@ public final class ExactReducer: ChunkSumReducer {
     public let communicator: Communicator
     /// Threads for the local passes over the partials (each pass is split into one slice of
     /// every segment per thread; the integer sums do not depend on the split).
-    public var executor: ChunkExecutor?
+    public var executor: ParallelExecutor?
     // Reused across calls, grown to the largest request: no allocation per step.
     private var maxima: [Float] = []
     private var sliceMaxima: [UInt32] = []
@@ -71,8 +72,8 @@ public final class ExactReducer: ChunkSumReducer {
 
     /// Runs `task` for each slice t of the work: one slice per executor thread, on those
     /// threads (without an executor, the one slice 0 on this thread).
-    private func forEachSlice<Task: ChunkTask>(_ task: Task) {
-        if let executor { executor.run(chunks: executor.threadCount, task) } else { task.run(chunk: 0, workspace: scratch) }
+    private func forEachSlice<Task: ParallelTask>(_ task: Task) {
+        if let executor { executor.run(count: executor.threadCount, task) } else { task.run(index: 0, workspace: scratch) }
     }
 
     /// The work on one block of a segment, given the chunks' partials of the block (chunk r's
@@ -82,15 +83,15 @@ public final class ExactReducer: ChunkSumReducer {
     }
 
     /// Slice t's blocks of each segment, with the chunks' partials of the block.
-    private struct EachBlock<Partials: ChunkPartials, Task: BlockTask>: ChunkTask {
+    private struct EachBlock<Partials: ChunkPartials, Task: BlockTask>: ParallelTask {
         let partials: Partials
         let segments: [SumSegment]
         let slices: Int
         let task: Task
 
-        func run(chunk t: Int, workspace: Workspace) {
+        func run(index t: Int, workspace: Workspace) {
             for (k, segment) in segments.enumerated() {
-                for b in ChunkExecutor.part(t, of: slices, 0..<partials.blockCount(of: segment.range)) {
+                for b in ParallelExecutor.part(t, of: slices, 0..<partials.blockCount(of: segment.range)) {
                     let block = partials.block(b, of: segment.range)
                     let (base, rowStride) = partials.rows(block, workspace: workspace)
                     task.run(slice: t, segment: k, block: block, base: base, rowStride: rowStride)
@@ -163,17 +164,17 @@ public final class ExactReducer: ChunkSumReducer {
     }
 
     /// Slice t of each segment's global integer sums, back to Float into `result`.
-    private struct Unscale: ChunkTask {
+    private struct Unscale: ParallelTask {
         let sums: UnsafeBufferPointer<Int64>
         let maxima: UnsafeBufferPointer<Float>
         let segments: [SumSegment]
         let slices: Int
         let result: UnsafeMutablePointer<Float>
 
-        func run(chunk t: Int, workspace: Workspace) {
+        func run(index t: Int, workspace: Workspace) {
             for (k, segment) in segments.enumerated() {
                 let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
-                let range = ChunkExecutor.part(t, of: slices, segment.range)
+                let range = ParallelExecutor.part(t, of: slices, segment.range)
                 var i = range.lowerBound
                 while i + 8 <= range.upperBound {
                     let q = UnsafeRawPointer(sums.baseAddress! + i).loadUnaligned(as: SIMD8<Int64>.self)

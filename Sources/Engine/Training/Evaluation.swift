@@ -22,7 +22,7 @@ public struct EvaluationResult: Sendable {
 /// running statistics). Samples are cut into chunks of `chunkSize`; each rank takes a
 /// contiguous share of the chunks, and the results are combined across ranks.
 public func evaluate(network: Network, parameters: UnsafeMutablePointer<Float>, buffers: UnsafeMutablePointer<Float>,
-                     dataset: Dataset, chunkSize: Int, hyper: LayerHyperparameters, executor: ChunkExecutor,
+                     dataset: Dataset, chunkSize: Int, hyper: LayerHyperparameters, executor: ParallelExecutor,
                      communicator: Communicator, reducer: ExactReducer) throws -> EvaluationResult {
     let classes = network.classes
     let totalChunks = (dataset.count + chunkSize - 1) / chunkSize
@@ -32,7 +32,6 @@ public func evaluate(network: Network, parameters: UnsafeMutablePointer<Float>, 
     let activations = Activations(network: network, capacity: chunksPerBatch * chunkSize)
     var labels = [UInt8](repeating: 0, count: chunksPerBatch * chunkSize)
     var chunkLoss = [Float](repeating: 0, count: max(mine.count, 1))
-    var chunkCorrect = [Int64](repeating: 0, count: chunksPerBatch)
     var confusion = [Int64](repeating: 0, count: classes * classes)
     var batchStart = mine.lowerBound
     while batchStart < mine.upperBound {
@@ -46,12 +45,11 @@ public func evaluate(network: Network, parameters: UnsafeMutablePointer<Float>, 
                         executor: executor, reducer: reducer, hyper: hyper)
         try network.forward(activations, pass)
         chunkLoss.withUnsafeMutableBufferPointer { lossBuffer in
-            chunkCorrect.withUnsafeMutableBufferPointer { correctBuffer in
-                network.loss.evaluate(outputs: activations.output, labels: labels, classes: classes, pass: pass,
-                                      gradient: nil, chunkLoss: lossBuffer.baseAddress! + (batchStart - mine.lowerBound),
-                                      chunkCorrect: correctBuffer.baseAddress!)
-            }
+            network.loss.evaluate(outputs: activations.output, labels: labels, classes: classes, pass: pass,
+                                  gradient: nil, chunkLoss: lossBuffer.baseAddress! + (batchStart - mine.lowerBound),
+                                  chunkCorrect: nil)
         }
+        // The confusion matrix, which also gives the number predicted right.
         for s in 0..<samples {
             let predicted = argmax(activations.output + s * classes, count: classes)
             confusion[Int(labels[s]) * classes + predicted] += 1

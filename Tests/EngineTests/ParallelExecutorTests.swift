@@ -3,11 +3,11 @@ import Foundation
 import Synchronization
 import XCTest
 
-/// The executor's contract: `run` returns only after every chunk has run exactly once, for any
-/// chunk and thread count, with the workers spinning or woken from sleep; and `Pass` hands its
+/// The executor's contract: `run` returns only after every index has run exactly once, for any
+/// index and thread count, with the workers spinning or woken from sleep; and `Pass` hands its
 /// tasks each chunk's samples (`forEachChunk`) or shares that cover every sample once
 /// (`forEachShare`).
-final class ChunkExecutorTests: XCTestCase {
+final class ParallelExecutorTests: XCTestCase {
     /// How many times each index was visited. Increments are atomic, so that an index visited
     /// twice at once by two threads still counts twice.
     final class Visits: @unchecked Sendable {
@@ -22,23 +22,23 @@ final class ChunkExecutorTests: XCTestCase {
         var counts: [Int] { counters.map { $0.value.load(ordering: .relaxed) } }
     }
 
-    struct CountChunks: ChunkTask {
+    struct CountIndices: ParallelTask {
         let visits: Visits
-        func run(chunk: Int, workspace: Workspace) { visits.visit(chunk) }
+        func run(index: Int, workspace: Workspace) { visits.visit(index) }
     }
 
-    func testEveryChunkRunsExactlyOnce() {
+    func testEveryIndexRunsExactlyOnce() {
         for threads in [2, 3] {
-            let executor = ChunkExecutor(threads: threads)
-            for chunks in [0, 1, 3, 8] {
-                let visits = Visits(chunks), rounds = 200
+            let executor = ParallelExecutor(threads: threads)
+            for count in [0, 1, 3, 8] {
+                let visits = Visits(count), rounds = 200
                 for round in 0..<rounds {
                     // Now and then a pause long enough for the workers to go to sleep, so that
                     // the next region has to wake them.
                     if round % 50 == 0 { usleep(2_000) }
-                    executor.run(chunks: chunks, CountChunks(visits: visits))
+                    executor.run(count: count, CountIndices(visits: visits))
                 }
-                XCTAssertEqual(visits.counts, [Int](repeating: rounds, count: chunks), "\(threads) threads, \(chunks) chunks")
+                XCTAssertEqual(visits.counts, [Int](repeating: rounds, count: count), "\(threads) threads, \(count) indices")
             }
         }
     }
@@ -71,7 +71,7 @@ final class ChunkExecutorTests: XCTestCase {
         for (threads, sampleCount) in [(1, 19), (2, 19), (3, 19), (2, 3), (3, 8)] {
             let pass = Pass(sampleCount: sampleCount, chunkSize: 4, globalSampleCount: sampleCount, training: true,
                             parameters: parameters, buffers: parameters, chunkGradients: nil, parameterCount: 1,
-                            executor: ChunkExecutor(threads: threads),
+                            executor: ParallelExecutor(threads: threads),
                             reducer: ExactReducer(communicator: SerialCommunicator()), hyper: LayerHyperparameters())
             let what = "\(threads) threads, \(sampleCount) samples"
             let chunkSamples = Visits(sampleCount), chunkMismatches = Visits(1)
