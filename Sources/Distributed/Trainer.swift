@@ -70,7 +70,8 @@ public final class Trainer {
         try options.validate(ranks: communicator.size)
         let h = options.hyperparameters
         guard batches.sampleCount >= h.batchSize else {
-            throw EngineError.invalidData("the training set has \(batches.sampleCount) samples, fewer than the batch size \(h.batchSize)")
+            let (samples, batch) = (batches.sampleCount, h.batchSize)
+            throw InvalidSetting { "the training set has \(samples) samples, fewer than \($0("batchSize")) \(batch)" }
         }
         self.network = network
         self.options = options

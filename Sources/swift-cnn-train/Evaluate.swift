@@ -19,14 +19,10 @@ struct Evaluate: ParsableCommand {
     var data = "/usr/share/datasets/fashion-mnist"
 
     @Option(help: "Which split: test or train.")
-    var split = "test"
+    var split = Split.test
 
     @Option(parsing: .unconditional, help: "Threads per rank (default: cores ÷ ranks on the node).")
     var threads: Int?
-
-    func validate() throws {
-        guard ["test", "train"].contains(split) else { throw ValidationError("--split must be test or train (got '\(split)')") }
-    }
 
     func run() throws {
         try Job.run {
@@ -57,10 +53,15 @@ extension String {
     func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
 }
 
-/// The `split` ("test" or "train") of the data at `location`, checked to fit a checkpoint's model.
-func loadSplit(_ split: String, of location: String, for network: Network, seed: UInt64) throws -> Dataset {
+/// A data set's part that `evaluate` and `predict` read.
+enum Split: String, CaseIterable, ExpressibleByArgument {
+    case test, train
+}
+
+/// The `split` of the data at `location`, checked to fit a checkpoint's model.
+func loadSplit(_ split: Split, of location: String, for network: Network, seed: UInt64) throws -> Dataset {
     let splits = try DataSplits.load(location, seed: seed, classes: network.classes)
-    let dataset = split == "test" ? splits.test : splits.train
+    let dataset = split == .test ? splits.test : splits.train
     guard dataset.shape == network.inputShape else {
         throw EngineError.invalidData("the data (\(dataset.shape.map(String.init).joined(separator: "×"))) does not fit the checkpoint's model (\(network.inputShape.map(String.init).joined(separator: "×")))")
     }

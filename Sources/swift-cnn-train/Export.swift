@@ -23,15 +23,16 @@ struct Export: ParsableCommand {
     @Argument(help: "The checkpoint file to export.")
     var checkpoint: String
 
+    /// What `export` can write.
+    enum Format: String, CaseIterable, ExpressibleByArgument {
+        case safetensors
+    }
+
     @Option(help: "The output format; only safetensors.")
-    var format = "safetensors"
+    var format = Format.safetensors
 
     @Option(name: [.short, .customLong("output")], help: "The file to write; - is standard output (default: the checkpoint's path with the extension .safetensors).")
     var output: String?
-
-    func validate() throws {
-        guard format == "safetensors" else { throw ValidationError("--format must be safetensors (got '\(format)')") }
-    }
 
     func run() throws {
         try Job.run {

@@ -33,7 +33,7 @@ struct Predict: ParsableCommand {
     var data = "/usr/share/datasets/fashion-mnist"
 
     @Option(help: "Which split: test or train.")
-    var split = "test"
+    var split = Split.test
 
     @Option(parsing: .unconditional, help: "Predict only the first N samples of the split (default: all).")
     var limit: Int?
@@ -51,7 +51,6 @@ struct Predict: ParsableCommand {
     var threads: Int?
 
     func validate() throws {
-        guard ["test", "train"].contains(split) else { throw ValidationError("--split must be test or train (got '\(split)')") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1 (got \(limit))") }
         if limit != nil && !image.isEmpty { throw ValidationError("--limit applies to --data, not to --image") }
         guard top >= 1 else { throw ValidationError("--top must be at least 1 (got \(top))") }

@@ -87,7 +87,7 @@ final class ExportTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
 
         try Data("SCNNCKPT garbage".utf8).write(to: URL(fileURLWithPath: dir + "/bad.scnn"))
-        try assertFails(["export", copy, "--format", "onnx"], status: 64, message: "--format must be safetensors (got 'onnx')")
+        try assertFails(["export", copy, "--format", "onnx"], status: 64, message: "The value 'onnx' is invalid for '--format <format>'")
         try assertFails(["export", dir + "/missing.scnn"], status: 1, message: "cannot read checkpoint '\(dir)/missing.scnn'")
         try assertFails(["export", dir + "/bad.scnn"], status: 1, message: "is not a usable checkpoint")
         try assertFails(["export", copy, "-o", "/nonexistent/m.safetensors"], status: 1, message: "cannot write '/nonexistent/m.safetensors'")
