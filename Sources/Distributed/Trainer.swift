@@ -101,10 +101,10 @@ public final class Trainer {
         chunkCorrect = zeros(localChunks.count)
         activations = Activations(network: network, capacity: localSamples)
         labels = zeros(localSamples)
-        pass = Pass(sampleCount: localSamples, chunkSize: h.chunkSize, globalSampleCount: h.batchSize,
-                    training: true, parameters: parameters.baseAddress!, buffers: buffers.baseAddress!,
-                    chunkGradients: chunkGradients.baseAddress!, parameterCount: layout.parameterCount,
-                    executor: executor, reducer: reducer, hyper: h.layers)
+        pass = Pass(samples: .init(count: localSamples, chunkSize: h.chunkSize, globalCount: h.batchSize),
+                    state: .init(parameters: parameters.baseAddress!, buffers: buffers.baseAddress!, chunkGradients: chunkGradients.baseAddress!,
+                                 parameterCount: layout.parameterCount),
+                    training: true, executor: executor, reducer: reducer, hyper: h.layers)
         gradientSegments = layout.parameters.map { SumSegment(name: $0.name, range: $0.range) }
         gradientPartials = GradientPartials(pass: pass, layers: network.layers)
         try communicator.broadcast(parameters)

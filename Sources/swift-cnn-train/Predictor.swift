@@ -40,9 +40,10 @@ final class Predictor {
             try fill(first..<(first + samples), activations.input)
             try parameters.withUnsafeMutableBufferPointer { p in
                 try buffers.withUnsafeMutableBufferPointer { b in
-                    let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: samples, training: false,
-                                    parameters: p.baseAddress!, buffers: b.baseAddress!, chunkGradients: nil,
-                                    parameterCount: network.parameterCount, executor: executor, reducer: reducer, hyper: hyper)
+                    let pass = Pass(samples: .init(count: samples, chunkSize: chunkSize, globalCount: samples),
+                                    state: .init(parameters: p.baseAddress!, buffers: b.baseAddress!,
+                                                 parameterCount: network.parameterCount),
+                                    training: false, executor: executor, reducer: reducer, hyper: hyper)
                     try network.forward(activations, pass)
                 }
             }

@@ -44,10 +44,10 @@ func assertThrows<T>(_ kind: EngineErrorKind, containing substring: String, _ ex
 func withPass<R>(samples: Int, chunkSize: Int, threads: Int = 1, _ body: (Pass) throws -> R) rethrows -> R {
     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     defer { scratch.deallocate() }
-    let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: samples, training: true,
-                    parameters: scratch, buffers: scratch, chunkGradients: nil, parameterCount: 0,
-                    executor: ParallelExecutor(threads: threads), reducer: ExactReducer(communicator: SerialCommunicator()),
-                    hyper: LayerHyperparameters())
+    let pass = Pass(samples: .init(count: samples, chunkSize: chunkSize, globalCount: samples),
+                    state: .init(parameters: scratch, buffers: scratch,
+                                 parameterCount: 0),
+                    training: true, executor: ParallelExecutor(threads: threads), reducer: ExactReducer(communicator: SerialCommunicator()), hyper: LayerHyperparameters())
     return try body(pass)
 }
 

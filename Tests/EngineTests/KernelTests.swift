@@ -95,11 +95,10 @@ final class KernelTests: XCTestCase {
         try x.withUnsafeBufferPointer { x in
             try parameters.withUnsafeMutableBufferPointer { parameters in
                 try chunkGradients.withUnsafeMutableBufferPointer { grads in
-                    let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: samples, training: true,
-                                    parameters: parameters.baseAddress!, buffers: parameters.baseAddress!,
-                                    chunkGradients: grads.baseAddress!, parameterCount: layout.parameterCount,
-                                    executor: ParallelExecutor(threads: 1), reducer: ExactReducer(communicator: SerialCommunicator()),
-                                    hyper: LayerHyperparameters())
+                    let pass = Pass(samples: .init(count: samples, chunkSize: chunkSize, globalCount: samples),
+                                    state: .init(parameters: parameters.baseAddress!, buffers: parameters.baseAddress!, chunkGradients: grads.baseAddress!,
+                                                 parameterCount: layout.parameterCount),
+                                    training: true, executor: ParallelExecutor(threads: 1), reducer: ExactReducer(communicator: SerialCommunicator()), hyper: LayerHyperparameters())
                     try layer.forward(&y, x.baseAddress!, pass)
                     try layer.backward(&dx, dy, x.baseAddress!, &y, pass)
                     let partials = GradientPartials(pass: pass, layers: [layer])

@@ -69,10 +69,10 @@ final class ParallelExecutorTests: XCTestCase {
         defer { parameters.deallocate() }
         // 19 samples in chunks of 4: five chunks, the last of 3.
         for (threads, sampleCount) in [(1, 19), (2, 19), (3, 19), (2, 3), (3, 8)] {
-            let pass = Pass(sampleCount: sampleCount, chunkSize: 4, globalSampleCount: sampleCount, training: true,
-                            parameters: parameters, buffers: parameters, chunkGradients: nil, parameterCount: 1,
-                            executor: ParallelExecutor(threads: threads),
-                            reducer: ExactReducer(communicator: SerialCommunicator()), hyper: LayerHyperparameters())
+            let pass = Pass(samples: .init(count: sampleCount, chunkSize: 4, globalCount: sampleCount),
+                            state: .init(parameters: parameters, buffers: parameters,
+                                         parameterCount: 1),
+                            training: true, executor: ParallelExecutor(threads: threads), reducer: ExactReducer(communicator: SerialCommunicator()), hyper: LayerHyperparameters())
             let what = "\(threads) threads, \(sampleCount) samples"
             let chunkSamples = Visits(sampleCount), chunkMismatches = Visits(1)
             pass.forEachChunk(CountChunkSamples(pass: pass, samples: chunkSamples, mismatches: chunkMismatches))

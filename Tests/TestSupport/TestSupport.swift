@@ -164,10 +164,10 @@ public final class LayerHarness {
         try parameters.withUnsafeMutableBufferPointer { params in
             try buffers.withUnsafeMutableBufferPointer { bufs in
                 try chunkGradients.withUnsafeMutableBufferPointer { grads in
-                    let pass = Pass(sampleCount: samples, chunkSize: chunk, globalSampleCount: samples, training: training,
-                                    parameters: params.baseAddress!, buffers: bufs.baseAddress!,
-                                    chunkGradients: grads.baseAddress!, parameterCount: p, executor: executor,
-                                    reducer: reducer, hyper: hyper)
+                    let pass = Pass(samples: .init(count: samples, chunkSize: chunk, globalCount: samples),
+                                    state: .init(parameters: params.baseAddress!, buffers: bufs.baseAddress!, chunkGradients: grads.baseAddress!,
+                                                 parameterCount: p),
+                                    training: training, executor: executor, reducer: reducer, hyper: hyper)
                     // The input outlives backward: Linear keeps a pointer to it for the reduction.
                     try x.withUnsafeBufferPointer { xs in
                         try layer.forward(&y, xs.baseAddress!, pass)

@@ -19,19 +19,42 @@ public final class Pass {
     public let reducer: ChunkSumReducer
     public let hyper: LayerHyperparameters
 
-    public init(sampleCount: Int, chunkSize: Int, globalSampleCount: Int, training: Bool,
-                parameters: UnsafeMutablePointer<Float>, buffers: UnsafeMutablePointer<Float>,
-                chunkGradients: UnsafeMutablePointer<Float>?, parameterCount: Int,
-                executor: ParallelExecutor, reducer: ChunkSumReducer, hyper: LayerHyperparameters) {
-        self.sampleCount = sampleCount
-        self.chunkSize = chunkSize
-        self.chunkCount = (sampleCount + chunkSize - 1) / chunkSize
-        self.globalSampleCount = globalSampleCount
+    /// The samples a pass covers: `count` of this rank's, in chunks of `chunkSize`, out of a
+    /// global batch of `globalCount` (the divisor of means over the batch).
+    public struct Samples {
+        public let count, chunkSize, globalCount: Int
+        public init(count: Int, chunkSize: Int, globalCount: Int) {
+            (self.count, self.chunkSize, self.globalCount) = (count, chunkSize, globalCount)
+        }
+    }
+
+    /// Where the layers find their parameters and batch-norm buffers (`ParameterLayout`'s flat
+    /// arrays) and, in training, write their gradient partials: `chunkCount` rows of
+    /// `parameterCount`.
+    public struct State {
+        public let parameters: UnsafeMutablePointer<Float>
+        public let buffers: UnsafeMutablePointer<Float>
+        public let chunkGradients: UnsafeMutablePointer<Float>?
+        public let parameterCount: Int
+        public init(parameters: UnsafeMutablePointer<Float>, buffers: UnsafeMutablePointer<Float>,
+                    chunkGradients: UnsafeMutablePointer<Float>? = nil, parameterCount: Int) {
+            (self.parameters, self.buffers, self.chunkGradients, self.parameterCount) = (parameters, buffers, chunkGradients, parameterCount)
+        }
+    }
+
+    /// A pass over `samples` with `state`, its chunks run by `executor`, its sums over the
+    /// global batch by `reducer`; `training` selects batch statistics and gradient partials.
+    public init(samples: Samples, state: State, training: Bool, executor: ParallelExecutor, reducer: ChunkSumReducer,
+                hyper: LayerHyperparameters) {
+        sampleCount = samples.count
+        chunkSize = samples.chunkSize
+        chunkCount = (samples.count + samples.chunkSize - 1) / samples.chunkSize
+        globalSampleCount = samples.globalCount
         self.training = training
-        self.parameters = parameters
-        self.buffers = buffers
-        self.chunkGradients = chunkGradients
-        self.parameterCount = parameterCount
+        parameters = state.parameters
+        buffers = state.buffers
+        chunkGradients = state.chunkGradients
+        parameterCount = state.parameterCount
         self.executor = executor
         self.reducer = reducer
         self.hyper = hyper

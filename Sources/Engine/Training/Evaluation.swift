@@ -40,9 +40,10 @@ public func evaluate(network: Network, parameters: UnsafeMutablePointer<Float>, 
         let samples = min(batchEnd * chunkSize, dataset.count) - firstSample
         dataset.scale(firstSample..<(firstSample + samples), into: activations.input)
         for s in 0..<samples { labels[s] = dataset.labels[firstSample + s] }
-        let pass = Pass(sampleCount: samples, chunkSize: chunkSize, globalSampleCount: dataset.count, training: false,
-                        parameters: parameters, buffers: buffers, chunkGradients: nil, parameterCount: network.parameterCount,
-                        executor: executor, reducer: reducer, hyper: hyper)
+        let pass = Pass(samples: .init(count: samples, chunkSize: chunkSize, globalCount: dataset.count),
+                        state: .init(parameters: parameters, buffers: buffers,
+                                     parameterCount: network.parameterCount),
+                        training: false, executor: executor, reducer: reducer, hyper: hyper)
         try network.forward(activations, pass)
         chunkLoss.withUnsafeMutableBufferPointer { lossBuffer in
             network.loss.evaluate(outputs: activations.output, labels: labels, classes: classes, pass: pass,
