@@ -4,12 +4,13 @@ import Foundation
 
 // The kernels need a real CPU target: without `-target-cpu`, SIMD `addingProduct` lowers to
 // one libm call per lane (about 150× slower). The CPU is a build setting, never picked at run
-// time, so the bits a build produces do not depend on the CPU it runs on (design §2.3).
+// time, so the bits a build produces do not depend on the CPU it runs on.
 let targetCPU = ProcessInfo.processInfo.environment["SWIFT_CNN_TRAIN_CPU"] ?? "native"
-let hotSettings: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", targetCPU]),
-    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
-]
+// The shipped release build drops bounds and overflow checks (-Ounchecked); a build that must
+// trap on a bad index instead (scripts/fuzz) sets SWIFT_CNN_TRAIN_CHECKED=1 and keeps -O.
+let checked = ProcessInfo.processInfo.environment["SWIFT_CNN_TRAIN_CHECKED"] == "1"
+let hotSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+    + (checked ? [] : [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))])
 
 let package = Package(
     name: "swift-cnn-train",
@@ -46,10 +47,11 @@ let package = Package(
             ],
             swiftSettings: hotSettings
         ),
-        // The loaders' fuzz target (scripts/fuzz); a plain build makes its corpus replayer.
+        // One fuzz target per parser of untrusted input (scripts/fuzz); a plain build makes
+        // the replayer that runs files through the same code.
         .executableTarget(
-            name: "fuzz-loaders",
-            dependencies: ["Engine", "DistributedTraining"],
+            name: "fuzz-parsers",
+            dependencies: ["Engine", "CZlib"],
             swiftSettings: hotSettings
         ),
         // Per-layer forward and backward times (scripts/bench-layers).

@@ -49,8 +49,7 @@ struct Inspect: ParsableCommand {
             }
             return
         }
-        let shape = input.split(separator: "x").compactMap { Int($0) }
-        guard !shape.isEmpty, shape.count == input.split(separator: "x").count, shape.allSatisfy({ $0 > 0 && $0 <= 65536 }) else {
+        guard let shape = InputShape.parse(input) else {
             throw ValidationError("--input must look like 1x28x28 (got '\(input)')")
         }
         guard classes >= 2 && classes <= 256 else { throw ValidationError("--classes must be between 2 and 256") }

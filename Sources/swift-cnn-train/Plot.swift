@@ -50,6 +50,9 @@ struct Plot: ParsableCommand {
             let output = OutputFile(self.output)
             try output.refuseToOverwrite(metrics, "the metrics file being read")
             let curves = try TrainingCurves.load(path: metrics)
+            if let line = curves.ignoredCutOffLine {
+                FileHandle.standardError.write(Data("warning: ignored the cut-off last line (line \(line), no newline and not JSON) of metrics file '\(metrics)'\n".utf8))
+            }
             let steps = Int(curves.lastStep)
             let chart = LineChart(
                 title: title ?? "Training curves: \((metrics as NSString).lastPathComponent)",

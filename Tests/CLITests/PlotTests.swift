@@ -79,6 +79,27 @@ final class PlotTests: XCTestCase {
         XCTAssertFalse(labels.contains("9.0"), "\(labels)")
     }
 
+    /// A kill or a full disk leaves the last line cut off: plot draws the lines before it and
+    /// warns in one line. A malformed line before the last is still an error.
+    func testACutOffLastLineIsIgnoredWithAWarning() throws {
+        let dir = TestSupport.temporaryDirectory("plot")
+        let metrics = dir + "/metrics.jsonl", svg = dir + "/out.svg"
+        let lines = [
+            #"{"kind":"step","step":1,"epoch":1,"loss":2.3,"accuracy":0.1}"#,
+            #"{"kind":"step","step":2,"epoch":1,"loss":1.9,"accuracy":0.3}"#,
+            #"{"kind":"step","step":3,"epoch":1,"lo"#,
+        ]
+        try lines.joined(separator: "\n").write(toFile: metrics, atomically: true, encoding: .utf8)
+        let result = try runTrainer(["plot", metrics, "-o", svg])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stderr, "warning: ignored the cut-off last line (line 3, no newline and not JSON) of metrics file '\(metrics)'\n")
+        XCTAssertTrue(result.stdout.contains("2 logged steps, 0 test evaluations"), result.stdout)
+        XCTAssertTrue(try texts(parseSVG(svg)).contains("2 steps, 0 evaluations on the test set"))
+
+        try [lines[0], "not json", lines[1], lines[2]].joined(separator: "\n").write(toFile: metrics, atomically: true, encoding: .utf8)
+        try assertFails(["plot", metrics, "-o", svg], status: 1, message: "line 2: not a JSON object")
+    }
+
     func testBadMetricsGiveOneLineAndExitCode1() throws {
         let dir = TestSupport.temporaryDirectory("plot")
         try "".write(toFile: dir + "/empty.jsonl", atomically: true, encoding: .utf8)

@@ -114,6 +114,24 @@ final class ModelSpecTests: XCTestCase {
         assertThrows(.model, containing: "kernel 3 does not fit", try network("conv8k3p3-fc"))
     }
 
+    /// Found by scripts/fuzz (the inputs are in Tests/FuzzCorpus): a tensor past 2^28 values is
+    /// refused before its size overflows an Int (a trap, or without bounds checks a wrong model)
+    /// or is allocated.
+    func testTensorsPastTheSizeBoundAreRefused() {
+        // 3·4·4·4·3234·4·3233·32333·32332 overflows: fc1 had 0 input features.
+        assertThrows(.model, containing: "input shape 3×4×4×4×3234×4×3233×32333×32332 is out of range",
+                     try network("fc", input: [3, 4, 4, 4, 3234, 4, 3233, 32333, 32332]))
+        assertThrows(.model, containing: "input shape 0×28 is out of range", try network("fc", input: [0, 28]))
+        // conv3's weight alone is 3.8 GB of floats.
+        assertThrows(.model, containing: "conv3: Conv2d's weight 61616×616×5×5 or output 61616×1×1 has more than 2^28 values",
+                     try network("conv16k5-bn-conv616k5s22p2-conv61616k5s2p2"))
+        assertThrows(.model, containing: "conv1: Conv2d's weight 1024×1×1×1 or output 1024×1024×1024 has more than 2^28 values",
+                     try network("conv1024k1-fc", input: [1, 1024, 1024]))
+        assertThrows(.model, containing: "fc1: Linear's weight 2×268435456 is out of range",
+                     try network("fc2-fc", input: [1, 16384, 16384]))
+        assertThrows(.model, containing: "fc2: Linear's weight 0×16 is out of range", try network("fc16-fc", classes: 0))
+    }
+
     func testLogSoftmaxMustBeLast() {
         assertThrows(.model, containing: "'logsoftmax' must be the last token of 'fc-logsoftmax-relu'",
                      try network("fc-logsoftmax-relu"))

@@ -49,6 +49,9 @@ public final class Conv2d: ReLUFusing {
         outWidth = (width + 2 * padding - kernel) / stride + 1
         inputShape = [inChannels, height, width]
         outputShape = [outChannels, outHeight, outWidth]
+        guard TensorSize.bounded([outChannels, inChannels, kernel, kernel]) != nil, TensorSize.bounded(outputShape) != nil else {
+            throw EngineError.invalidModel("\(name): Conv2d's weight \(TensorSize.text([outChannels, inChannels, kernel, kernel])) or output \(TensorSize.text(outputShape)) has more than 2^28 values")
+        }
         let fanIn = inChannels * kernel * kernel
         weightOffset = layout.declare("\(name).weight", shape: [outChannels, inChannels, kernel, kernel],
                                       initializer: initScheme.weight(fanIn: fanIn, fanOut: outChannels * kernel * kernel))

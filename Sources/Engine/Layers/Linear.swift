@@ -19,6 +19,9 @@ public final class Linear: DeferredGradients {
         self.outFeatures = outFeatures
         inputShape = [inFeatures]
         outputShape = [outFeatures]
+        guard TensorSize.bounded([outFeatures, inFeatures]) != nil else {
+            throw EngineError.invalidModel("\(name): Linear's weight \(TensorSize.text([outFeatures, inFeatures])) is out of range: every dimension at least 1, at most 2^28 values")
+        }
         weightOffset = layout.declare("\(name).weight", shape: [outFeatures, inFeatures],
                                       initializer: initScheme.weight(fanIn: inFeatures, fanOut: outFeatures))
         biasOffset = layout.declare("\(name).bias", shape: [outFeatures], initializer: initScheme.bias(fanIn: inFeatures))

@@ -13,6 +13,9 @@ public final class Network {
     public let fusedIntoPrevious: [Bool]
 
     public init(spec: ModelSpec, inputShape: [Int], classes: Int, initScheme: InitScheme = .default) throws {
+        guard TensorSize.bounded(inputShape) != nil else {
+            throw EngineError.invalidModel("input shape \(TensorSize.text(inputShape)) is out of range: every dimension at least 1, at most 2^28 values in all")
+        }
         self.spec = spec
         self.inputShape = inputShape
         self.classes = classes

@@ -1,4 +1,3 @@
-import Engine
 import Foundation
 
 /// A binary netpbm image: PGM (`P5`, grayscale, one channel) or PPM (`P6`, RGB, three
@@ -6,23 +5,23 @@ import Foundation
 /// maxval separated by whitespace (`#` comments allowed), then exactly one whitespace byte,
 /// then the raster. Pixels are kept planar, C×H×W, the layout the models take (a PPM's
 /// interleaved RGB is split into an R, a G and a B plane, as CIFAR-10 stores them).
-struct NetpbmImage {
-    let channels: Int
-    let height: Int
-    let width: Int
+public struct NetpbmImage {
+    public let channels: Int
+    public let height: Int
+    public let width: Int
     /// channels × height × width bytes, planar.
-    let pixels: [UInt8]
+    public let pixels: [UInt8]
 
-    var shape: [Int] { [channels, height, width] }
+    public var shape: [Int] { [channels, height, width] }
 
-    static func load(path: String) throws -> NetpbmImage {
+    public static func load(path: String) throws -> NetpbmImage {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw EngineError.invalidData("cannot read image '\(path)'")
         }
         return try NetpbmImage(bytes: [UInt8](data), source: path)
     }
 
-    init(bytes: [UInt8], source: String) throws {
+    public init(bytes: [UInt8], source: String) throws {
         func bad(_ why: String) -> EngineError { .invalidData("image '\(source)' \(why)") }
         guard bytes.count >= 2, bytes[0] == UInt8(ascii: "P") else {
             throw bad("is not a PGM or PPM file (it does not start with P5 or P6)")
@@ -91,12 +90,12 @@ struct NetpbmImage {
     }
 
     /// Writes the pixels as x/255 (the scaling training uses, `Dataset.scale`).
-    func scale(into destination: UnsafeMutablePointer<Float>) {
+    public func scale(into destination: UnsafeMutablePointer<Float>) {
         for (i, p) in pixels.enumerated() { destination[i] = Float(p) / 255 }
     }
 
     /// What a file the model accepts looks like, for errors: "a 28×28 PGM".
-    static func describe(shape: [Int]) -> String {
+    public static func describe(shape: [Int]) -> String {
         guard shape.count == 3, shape[0] == 1 || shape[0] == 3 else {
             return "none: the model's input \(shape.map(String.init).joined(separator: "×")) is not a 1- or 3-channel image"
         }
