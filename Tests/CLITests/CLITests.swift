@@ -58,11 +58,7 @@ final class CLITests: XCTestCase {
             let result = try run(arguments)
             XCTAssertNotEqual(result.status, 0, "\(arguments) exited 0")
             XCTAssertTrue(result.stderr.contains(message), "\(arguments): \(result.stderr)")
-            // ArgumentParser follows its one error line with the flag's help and the usage.
-            let lines = result.stderr.split(separator: "\n").filter {
-                !$0.isEmpty && !$0.hasPrefix("Usage:") && !$0.hasPrefix("  See") && !$0.hasPrefix("Help:")
-            }
-            XCTAssertEqual(lines.count, 1, "\(arguments): \(result.stderr)")
+            XCTAssertEqual(result.errorLines.count, 1, "\(arguments): \(result.stderr)")
         }
     }
 

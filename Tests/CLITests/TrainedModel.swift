@@ -33,7 +33,6 @@ func assertFails(_ arguments: [String], status: Int32, message: String, file: St
     let result = try runTrainer(arguments, timeout: 120)
     XCTAssertEqual(result.status, status, "\(arguments): \(result.stderr)", file: file, line: line)
     XCTAssertTrue(result.stderr.contains(message), "\(arguments): \(result.stderr)", file: file, line: line)
-    let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty && !$0.hasPrefix("Usage:") && !$0.hasPrefix("  See") }
-    XCTAssertEqual(lines.count, 1, "\(arguments): \(result.stderr)", file: file, line: line)
-    XCTAssertTrue(lines.first?.lowercased().hasPrefix("error: ") ?? false, "\(arguments): \(result.stderr)", file: file, line: line)
+    XCTAssertEqual(result.errorLines.count, 1, "\(arguments): \(result.stderr)", file: file, line: line)
+    XCTAssertTrue(result.errorLines.first?.lowercased().hasPrefix("error: ") ?? false, "\(arguments): \(result.stderr)", file: file, line: line)
 }

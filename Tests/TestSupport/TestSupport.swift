@@ -56,6 +56,12 @@ public struct CommandResult: Sendable {
     /// True if the process ended by a signal rather than exiting.
     public let signaled: Bool
 
+    /// Standard error's lines without the ones ArgumentParser adds after its one error line
+    /// (the flag's help, the usage, where to see more).
+    public var errorLines: [Substring] {
+        stderr.split(separator: "\n").filter { !$0.hasPrefix("Help:") && !$0.hasPrefix("Usage:") && !$0.hasPrefix("  See") }
+    }
+
     /// The hex digest from the `parameter digest: …` line, if any.
     public var digest: String? {
         stdout.split(separator: "\n").last { $0.hasPrefix("parameter digest: ") }.map { String($0.dropFirst(18)) }
