@@ -19,7 +19,8 @@ public struct CheckpointStore {
         "\(directory)/\(CheckpointStore.prefix)\(String(format: "%09d", step))\(CheckpointStore.suffix)"
     }
 
-    /// Creates the directory and checks that files can be written there.
+    /// Creates the directory, checks that files can be written there, and removes the
+    /// temporary files of checkpoints whose writer was killed mid-write.
     public func prepare() throws {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -29,6 +30,8 @@ public struct CheckpointStore {
         guard access(directory, W_OK) == 0 else {
             throw EngineError.invalidCheckpoint("checkpoint directory '\(directory)' is not writable")
         }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasPrefix(CheckpointStore.prefix) && name.hasSuffix(".tmp") { unlink("\(directory)/\(name)") }
     }
 
     /// Writes atomically, then (only then) prunes old checkpoints; returns the final path. A
@@ -37,7 +40,9 @@ public struct CheckpointStore {
     public func write(_ bytes: [UInt8], step: Int) throws -> String {
         let final = path(forStep: step)
         try OutputFile(final).write(bytes) { TestHold.reached(.write, step: step, rank: 0) }
-        for old in checkpoints().dropLast(keep) { unlink(old) }
+        // Older ones only: names past this step (unloadable ones a resume skipped) stay, and
+        // this one is never among those removed.
+        for old in checkpoints().filter({ $0 < final }).dropLast(keep - 1) { unlink(old) }
         return final
     }
 

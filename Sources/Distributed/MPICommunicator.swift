@@ -6,6 +6,9 @@ import Foundation
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
+    /// Ranks of this job that share this rank's node (and so its memory and cores), from
+    /// MPI itself: right for any launcher (mpirun, srun, a hostfile).
+    public let ranksOnThisNode: Int
     private var finalized = false
     private var pending: [MPI_Request?] = []
     /// Bounds every MPI call's wait, once started (`startWatchdog`).
@@ -30,6 +33,13 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_size(cmpi_comm_world(), &s)
         rank = Int(r)
         size = Int(s)
+        var node: MPI_Comm? = nil
+        var local: Int32 = 1
+        if MPI_Comm_split_type(cmpi_comm_world(), cmpi_comm_type_shared(), r, cmpi_info_null(), &node) == cmpi_success() {
+            MPI_Comm_size(node, &local)
+            MPI_Comm_free(&node)
+        }
+        ranksOnThisNode = Int(local)
     }
 
     /// Ends this rank when one MPI call waits longer than `timeout` seconds for the others.

@@ -155,9 +155,15 @@ public final class Trainer {
                 try reducer.sumChunks(gradientPartials, rows: pass.chunkCount, width: parameterCount,
                                       segments: gradientSegments, into: gradient.baseAddress!)
             case .float:
-                try network.backward(activations, pass) { [self] layer in
-                    probe?(.backward(layer: layer))
-                    try startFloatSum(ofLayer: layer)
+                do {
+                    try network.backward(activations, pass) { [self] layer in
+                        probe?(.backward(layer: layer))
+                        try startFloatSum(ofLayer: layer)
+                    }
+                } catch {
+                    // Every rank started the same sums: complete them, so that MPI can finalize.
+                    try? communicator.waitAll()
+                    throw error
                 }
                 try communicator.waitAll()
             }

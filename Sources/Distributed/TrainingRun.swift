@@ -72,11 +72,10 @@ public final class TrainingRun {
         if trainer.communicator.rank == 0 {
             do { path = try store.write(try trainer.checkpoint().encoded(), step: trainer.step) } catch { failure = error }
         }
-        var failed: [Int64] = [failure == nil ? 0 : 1]
-        try trainer.communicator.allreduceSum(&failed)
-        if failed[0] != 0 {
-            throw AgreedError(underlying: failure, reportingRank: 0, code: failure.map(ExitStatus.of) ?? ExitStatus.failure)
-        }
+        // Rank 0's exit code for its failure (0: written), the same on every rank after the sum.
+        var code: [Int64] = [Int64(failure.map(ExitStatus.of) ?? 0)]
+        try trainer.communicator.allreduceSum(&code)
+        if code[0] != 0 { throw AgreedError(underlying: failure, reportingRank: 0, code: Int32(code[0])) }
         return path
     }
 

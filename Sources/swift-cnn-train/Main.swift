@@ -28,12 +28,8 @@ enum Job {
     static let communicator: Communicator = MPICommunicator.launchedByMPI ? MPICommunicator() : SerialCommunicator()
     static var isRoot: Bool { communicator.rank == 0 }
 
-    /// Ranks of this job on this node (Open MPI's local size, else Slurm's tasks on the node).
-    static var ranksOnThisNode: Int {
-        let environment = ProcessInfo.processInfo.environment
-        let local = ["OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"].lazy.compactMap { environment[$0].flatMap { Int($0) } }.first
-        return max(local ?? communicator.size, 1)
-    }
+    /// Ranks of this job on this node, which share its memory and cores.
+    static var ranksOnThisNode: Int { (communicator as? MPICommunicator)?.ranksOnThisNode ?? 1 }
 
     /// Threads per rank when not given: the cores divided by the ranks on this node.
     static var defaultThreads: Int {

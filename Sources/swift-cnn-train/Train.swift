@@ -226,14 +226,15 @@ struct Train: ParsableCommand {
         if Job.isRoot { try store?.prepare() }
         let metricsLog = try metrics.map { try MetricsLog(path: $0) }
         var settings: [(name: String, value: String)] = [
-            ("version", SwiftCNNTrain.configuration.version), ("--model", spec.text), ("--classes", "\(network.classes)"),
-            ("data", data.identity),
+            ("version", SwiftCNNTrain.configuration.version), ("--model", spec.text), ("data", data.identity),
         ]
         settings += options.hyperparameters.settings.map { (Train.flag($0.name), $0.value) }
         let resumedStep = resumeFrom.map { "\($0.checkpoint.manifest.step)" } ?? "none (from step 0)"
         settings += [
             ("--max-steps", maxSteps.map(String.init) ?? "none"), ("--reduction", reduction.rawValue),
             ("--check-replicas", "\(checkReplicas)"), ("--checkpoint-every", "\(checkpointEvery)"),
+            // Whether, not where: every rank waits for rank 0's writes, but the path may differ.
+            ("--checkpoint-dir", checkpointDir == nil ? "not given" : "given"),
             ("the resumed checkpoint's step", resumedStep),
         ]
         return Preparation(network: network, data: data, metricsLog: metricsLog, resumeFrom: resumeFrom, settings: settings)

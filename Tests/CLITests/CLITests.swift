@@ -46,7 +46,7 @@ final class CLITests: XCTestCase {
             (["train", "--epochs", "-1"], "--epochs must be at least 1 (got -1)"),
             (["train", "--log-every", "-3"], "--log-every must be at least 1 (got -3)"),
             (["plot", "m.jsonl", "-o", "c.svg", "--width", "-5"], "--width must be between 500 and 10000 (got -5)"),
-            (["inspect", "--classes", "-2"], "classes"),
+            (["inspect", "--classes", "-2"], "--classes must be between 2 and 256"),
             // A batch no machine holds is refused before anything is allocated.
             (["train", "--data", "synthetic:64:8", "--batch-size", "4000000", "--chunk-size", "8000"],
              "--batch-size 4000000 needs about"),
@@ -62,17 +62,77 @@ final class CLITests: XCTestCase {
         }
     }
 
-    /// The memory check names the largest batch that fits, and that batch passes it.
+    /// The memory check names the largest batch that fits, a multiple of the chunk size, and
+    /// a batch well inside it passes the check (the memory available moves while other tests
+    /// run, so not the boundary itself).
     func testMemoryCheckNamesTheLargestBatchThatFits() throws {
         let refused = try run(["train", "--data", "synthetic:64:8", "--batch-size", "4000000", "--chunk-size", "8000"])
         XCTAssertEqual(refused.status, 64, refused.stderr)
         let advice = try XCTUnwrap(refused.stderr.components(separatedBy: "the largest batch that fits is --batch-size ").last)
         let largest = try XCTUnwrap(Int(advice.trimmingCharacters(in: .whitespacesAndNewlines)), refused.stderr)
         XCTAssertEqual(largest % 8000, 0, "a multiple of the chunk size")
-        // That batch passes the memory check: the run then stops at the data check, which follows it.
-        let fits = try run(["train", "--data", "synthetic:64:8", "--batch-size", "\(largest)", "--chunk-size", "8000"])
-        XCTAssertFalse(fits.stderr.contains("needs about"), fits.stderr)
-        XCTAssertEqual(fits.stderr, "error: the training set has 64 samples, fewer than --batch-size \(largest)\n")
+        XCTAssertGreaterThanOrEqual(largest, 16000, refused.stderr)
+        // The run then stops at the data check, which follows the memory check.
+        let half = largest / 16000 * 8000
+        let fits = try run(["train", "--data", "synthetic:64:8", "--batch-size", "\(half)", "--chunk-size", "8000"])
+        XCTAssertEqual(fits.stderr, "error: the training set has 64 samples, fewer than --batch-size \(half)\n")
+    }
+
+    /// Pruning keeps the checkpoint just written, however many newer names (unloadable ones,
+    /// here, that a fresh start left behind) the directory holds.
+    func testPruningNeverRemovesTheCheckpointJustWritten() throws {
+        let dir = TestSupport.temporaryDirectory("prune")
+        let common = ["train", "--data", "synthetic:64:8", "--batch-size", "8", "--model", "mlp", "--checkpoint-dir", dir]
+        XCTAssertEqual(try run(common + ["--max-steps", "3", "--checkpoint-every", "1"]).status, 0)
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
+        }
+        let fresh = try run(common + ["--resume", "--allow-fresh-start", "--max-steps", "1", "--keep", "1"])
+        XCTAssertEqual(fresh.status, 0, fresh.stderr)
+        XCTAssertEqual(try checkpointState(path: "\(dir)/checkpoint-000000001.scnn").step, 1)
+    }
+
+    /// Every hyperparameter has a flag that names it in messages (inspect prints them all).
+    func testEveryHyperparameterIsNamedByItsFlag() throws {
+        let dir = TestSupport.temporaryDirectory("flags")
+        XCTAssertEqual(try run(["train", "--data", "synthetic:64:8", "--batch-size", "8", "--model", "mlp", "--max-steps", "1",
+                                "--checkpoint-dir", dir]).status, 0)
+        let inspect = try run(["inspect", "\(dir)/checkpoint-000000001.scnn"])
+        let line = try XCTUnwrap(inspect.stdout.split(separator: "\n").first { $0.hasPrefix("hyperparameters: ") }, inspect.stdout)
+        let names = line.dropFirst("hyperparameters: ".count).components(separatedBy: ", ").map { $0.split(separator: " ")[0] }
+        XCTAssertGreaterThanOrEqual(names.count, 15, String(line))
+        XCTAssertEqual(names.filter { !$0.hasPrefix("--") }, [], "settings without a flag: \(line)")
+    }
+
+    /// A CIFAR-10 directory with some training batches missing is an error naming them, not a
+    /// run on part of the data.
+    func testAnIncompleteCIFAR10DirectoryIsAnError() throws {
+        let dir = TestSupport.temporaryDirectory("cifar")
+        for name in ["data_batch_1.bin", "test_batch.bin"] {
+            try Data((0..<2).flatMap { [UInt8($0)] + [UInt8](repeating: 7, count: 3072) }).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
+        }
+        let result = try run(["train", "--data", dir, "--model", "cifar-cnn", "--batch-size", "2", "--max-steps", "1"])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("incomplete CIFAR-10 directory: data_batch_2.bin, data_batch_3.bin, data_batch_4.bin, data_batch_5.bin missing"),
+                      result.stderr)
+    }
+
+    /// `scripts/setup` fails when the build fails, even with an older binary in place (a
+    /// `swift` on PATH that fails stands in for a compile error).
+    func testSetupFailsWhenTheBuildFails() throws {
+        let copy = TestSupport.temporaryDirectory("setup")
+        try FileManager.default.createDirectory(atPath: copy + "/scripts", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: TestSupport.packageRoot.appendingPathComponent("scripts/setup").path,
+                                         toPath: copy + "/scripts/setup")
+        try FileManager.default.createDirectory(atPath: copy + "/.build/release", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: copy + "/.build/release/swift-cnn-train", contents: Data("#!/bin/sh\n".utf8),
+                                       attributes: [.posixPermissions: 0o755])
+        FileManager.default.createFile(atPath: copy + "/swift", contents: Data("#!/bin/sh\necho 'error: a compile error' >&2\nexit 1\n".utf8),
+                                       attributes: [.posixPermissions: 0o755])
+        let path = copy + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let result = try runCommand("/bin/bash", [copy + "/scripts/setup"], timeout: 120, environment: ["PATH": path])
+        XCTAssertEqual(result.status, 1, result.stdout + result.stderr)
+        XCTAssertTrue(result.stderr.contains("setup: build failed"), result.stderr)
     }
 
     /// A cgroup's memory limit counts, not only the machine's: a batch that fits the machine

@@ -57,7 +57,7 @@ final class ResumeTests: XCTestCase {
         let dir = TestSupport.temporaryDirectory("mismatch")
         XCTAssertEqual(try runTrainer(Self.common + ["--checkpoint-dir", dir, "--max-steps", "3"], timeout: 300).status, 0)
         let result = try runTrainer(Self.common.map { $0 == "48" ? "24" : $0 } + ["--checkpoint-dir", dir, "--resume"], timeout: 300)
-        XCTAssertNotEqual(result.status, 0)
+        XCTAssertEqual(result.status, 64, result.stderr)
         XCTAssertTrue(result.stderr.contains("--batch-size 48 (now 24)"), result.stderr)
     }
 
@@ -76,11 +76,9 @@ final class ResumeTests: XCTestCase {
         }
         XCTAssertGreaterThan(signalTime.value, 0, "the ranks never held: \(stopped.stdout) \(stopped.stderr)")
         // mpirun exits non-zero after forwarding SIGTERM even when every rank exits 75
-        // (docs/architecture.md), so its status is not checked; the time, the message and the
+        // (docs/architecture.md §5), so its status is not checked; the message and the
         // checkpoint are.
-        let afterSignal = Date().timeIntervalSince1970 - signalTime.value
-        XCTAssertLessThan(afterSignal, 10, "job ended \(afterSignal) s after SIGTERM")
-        print("SIGTERM to mpirun: the job ended \(String(format: "%.2f", afterSignal)) s after the signal")
+        print("SIGTERM to mpirun: the job ended \(String(format: "%.2f", Date().timeIntervalSince1970 - signalTime.value)) s after the signal")
         XCTAssertTrue(stopped.stdout.contains("stopped by SIGTERM after step 11; checkpoint \(dir)/checkpoint-000000011.scnn"),
                       stopped.stdout + stopped.stderr)
         XCTAssertNil(stopped.digest, "the run finished despite the signal")
@@ -134,6 +132,8 @@ final class ResumeTests: XCTestCase {
             XCTAssertTrue(resumed.stdout.contains("resumed from \(dir)/checkpoint-\(String(format: "%09d", from)).scnn at step \(from)"),
                           "\(label): \(resumed.stdout)")
             XCTAssertEqual(resumed.digest, Self.reference, label)
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".tmp") }
+            XCTAssertEqual(leftovers, [], "\(label): the killed write's temporary file outlived the resume")
         }
     }
 }

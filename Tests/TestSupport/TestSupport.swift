@@ -89,6 +89,7 @@ public func runCommand(_ executable: String, _ arguments: [String], timeout: Dou
     env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
     env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
     env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    env["OMPI_MCA_odls_base_sigkill_timeout"] = "30"
     for (k, v) in environment { env[k] = v }
     process.environment = env
     let outFile = TestSupport.temporaryDirectory("out") + "/out"
@@ -238,12 +239,13 @@ public struct Hold: Sendable {
     /// false first. `timeout` only guards against a hung run; it decides nothing.
     public func waitForRanks(_ ranks: Int, timeout: Double = 600, isRunning: () -> Bool) -> [pid_t]? {
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        // The markers every 10 ms; `isRunning` (which may start a process) every half second.
+        for poll in 0... where Date() < deadline {
             let pids = (0..<ranks).compactMap { rank in
                 (try? String(contentsOfFile: "\(marker).\(rank)", encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
             }
             if pids.count == ranks { return pids }
-            guard isRunning() else { return nil }
+            if poll % 50 == 0, !isRunning() { return nil }
             usleep(10_000)
         }
         return nil

@@ -1,7 +1,7 @@
-/// Everything that, with the model, the data and the seed, fixes the weights after every step
-/// (docs/architecture.md §2): one value, with its defaults here and nowhere else, used by the
-/// command line, the trainer, checkpoints (stored as it is in the manifest) and the checks that
-/// a resumed run or every rank of a job uses the same values.
+/// Everything that, with the model and the data, fixes the weights after every step
+/// (docs/architecture.md §2): one value, used by the command line (whose flags default to
+/// `Hyperparameters()`), the trainer, checkpoints (stored as it is in the manifest) and the
+/// checks that a resumed run or every rank of a job uses the same values.
 public struct Hyperparameters: Codable, Sendable, Equatable {
     /// Initialisation and the sample order.
     public var seed: UInt64 = 1
