@@ -67,8 +67,11 @@ final class ResumeTests: XCTestCase {
         // however fast the machine.
         let hold = Hold("step", step: 10)
         let signalTime = Atomic()
+        // After SIGTERM, mpirun waits odls_base_sigkill_timeout (1 s by default) before it
+        // SIGKILLs the ranks: long enough here for a step and the checkpoint on any machine.
+        let environment = hold.environment.merging(["OMPI_MCA_odls_base_sigkill_timeout": "30"]) { $1 }
         let stopped = try runTrainer(Self.common + ["--checkpoint-dir", dir], ranks: 2, timeout: 300,
-                                     environment: hold.environment) { process in
+                                     environment: environment) { process in
             hold.onceHeld(process, ranks: 2) { _ in
                 signalTime.set(Date().timeIntervalSince1970)
                 kill(process.processIdentifier, SIGTERM)

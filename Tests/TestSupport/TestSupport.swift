@@ -89,7 +89,6 @@ public func runCommand(_ executable: String, _ arguments: [String], timeout: Dou
     env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
     env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
     env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
-    env["OMPI_MCA_odls_base_sigkill_timeout"] = "30"
     for (k, v) in environment { env[k] = v }
     process.environment = env
     let outFile = TestSupport.temporaryDirectory("out") + "/out"
