@@ -111,7 +111,7 @@ final class CLITests: XCTestCase {
         for name in ["data_batch_1.bin", "test_batch.bin"] {
             try Data((0..<2).flatMap { [UInt8($0)] + [UInt8](repeating: 7, count: 3072) }).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
         }
-        let result = try run(["train", "--data", dir, "--model", "cifar-cnn", "--batch-size", "2", "--max-steps", "1"])
+        let result = try run(["train", "--data", dir, "--model", "cifar-cnn", "--batch-size", "2", "--chunk-size", "2", "--max-steps", "1"])
         XCTAssertEqual(result.status, 1, result.stderr)
         XCTAssertTrue(result.stderr.contains("incomplete CIFAR-10 directory: data_batch_2.bin, data_batch_3.bin, data_batch_4.bin, data_batch_5.bin missing"),
                       result.stderr)
