@@ -125,10 +125,11 @@ final class CLITests: XCTestCase {
         try FileManager.default.copyItem(atPath: TestSupport.packageRoot.appendingPathComponent("scripts/setup").path,
                                          toPath: copy + "/scripts/setup")
         try FileManager.default.createDirectory(atPath: copy + "/.build/release", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: copy + "/.build/release/swift-cnn-train", contents: Data("#!/bin/sh\n".utf8),
-                                       attributes: [.posixPermissions: 0o755])
-        FileManager.default.createFile(atPath: copy + "/swift", contents: Data("#!/bin/sh\necho 'error: a compile error' >&2\nexit 1\n".utf8),
-                                       attributes: [.posixPermissions: 0o755])
+        for (path, script) in [("/.build/release/swift-cnn-train", "#!/bin/sh\n"),
+                               ("/swift", "#!/bin/sh\necho 'error: a compile error' >&2\nexit 1\n")] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: copy + path, contents: Data(script.utf8),
+                                                         attributes: [.posixPermissions: 0o755]))
+        }
         let path = copy + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
         let result = try runCommand("/bin/bash", [copy + "/scripts/setup"], timeout: 120, environment: ["PATH": path])
         XCTAssertEqual(result.status, 1, result.stdout + result.stderr)
