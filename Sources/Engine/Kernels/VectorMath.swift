@@ -56,17 +56,28 @@ public enum VectorMath {
             .replacing(with: x, where: x .!= x)
     }
 
-    /// Hyperbolic tangent, as (e^{2|x|} − 1)/(e^{2|x|} + 1) with the sign of x.
+    /// Hyperbolic tangent, with the sign of x.
     @inline(__always) public static func tanh(_ x: Vec16) -> Vec16 {
-        // Beyond 10, tanh is 1 in Float (1 − tanh 10 < 2⁻²⁷); the clamp also turns inf into 1.
         let magnitude = abs(x)
+        // Below 0.625: tanh a = a + a·a²·P(a²), P a degree-5 fit of (tanh(a)/a − 1)/a² (small
+        // against a, so its rounding errors are too).
+        let t = magnitude * magnitude
+        var p = Vec16(repeating: 0x1.17394cp-9)
+        p = Vec16(repeating: -0x1.0b6d5ep-7).addingProduct(p, t)
+        p = Vec16(repeating: 0x1.636a02p-6).addingProduct(p, t)
+        p = Vec16(repeating: -0x1.b9eaa2p-5).addingProduct(p, t)
+        p = Vec16(repeating: 0x1.11104ap-3).addingProduct(p, t)
+        p = Vec16(repeating: -0x1.555552p-2).addingProduct(p, t)
+        let small = magnitude.addingProduct(magnitude, p * t)
+        // From 0.625: (e^{2a} − 1)/(e^{2a} + 1), with e^{2a} − 1 = 2^n·(e^r − 1) + (2^n − 1) and
+        // n ≥ 2, so that the sum cancels little; 2^n − 1 is exact for n ≤ 24. Beyond 10, tanh is
+        // 1 in Float (1 − tanh 10 < 2⁻²⁷); the clamp also turns inf into 1.
         let a = magnitude.replacing(with: 10, where: magnitude .> 10)
-        // e^{2a} − 1 = 2^n·(e^r − 1) + (2^n − 1), where e^r − 1 comes without cancellation from
-        // its polynomial; 2^n − 1 is exact for n ≤ 24.
         let (n, r) = reduceByLn2(a + a)
         let scale = powerOfTwo(n)
         let em1 = (scale - 1).addingProduct(scale, expm1Polynomial(r))
-        return withSign(of: x, em1 / (em1 + 2))
+        let large = em1 / (em1 + 2)
+        return withSign(of: x, small.replacing(with: large, where: .!(magnitude .< 0.625)))
     }
 
     /// The error function, 2/√π ∫₀ˣ e^{−t²} dt.
