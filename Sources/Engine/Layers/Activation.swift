@@ -71,7 +71,7 @@ public final class Activation: Layer {
         }
     }
 
-    /// x·Φ(x) with Φ the standard normal CDF, via erf, in Float as PyTorch computes it.
+    /// x·Φ(x) with Φ the standard normal CDF, via erf, in Float as PyTorch's CPU kernel computes it.
     @inline(__always) static func gelu(_ x: Vec16) -> Vec16 {
         x * standardNormalCDF(x)
     }
