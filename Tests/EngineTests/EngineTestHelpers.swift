@@ -83,18 +83,6 @@ extension LayerHarness {
     }
 }
 
-/// Runs `body` on a thread of its own and waits up to `seconds`; false if it has not returned
-/// by then (the thread is left running: a hang becomes a failure, not a stuck test run).
-func finishes(within seconds: Double, _ body: @escaping () -> Void) -> Bool {
-    let done = DispatchSemaphore(value: 0)
-    let thread = Thread {
-        body()
-        done.signal()
-    }
-    thread.start()
-    return done.wait(timeout: .now() + seconds) == .success
-}
-
 /// How much the process's peak resident memory grew while `body` ran (Linux: the peak is
 /// reset through /proc/self/clear_refs first, so this is the body's own peak over the start).
 func peakMemoryGrowth(_ body: () throws -> Void) rethrows -> Int {

@@ -1,7 +1,8 @@
-/// The project's own transcendental functions.
+/// The project's own transcendental functions in `Double`, for the softmax, the loss, the
+/// learning-rate schedule and the synthetic data (the activations use `VectorMath`'s Float kernels).
 ///
-/// Results must not depend on the system's libm (docs/architecture.md §2.3), so exp, log, tanh and
-/// erf are computed here in `Double` from IEEE operations alone (+, −, ×, ÷, correctly rounded by
+/// Results must not depend on the system's libm (docs/architecture.md §2.3), so exp, log and tanh
+/// are computed here in `Double` from IEEE operations alone (+, −, ×, ÷, correctly rounded by
 /// the standard) and rounded once to `Float`. Each is accurate to well under one `Float` ulp before
 /// that final rounding, which the tests check against Foundation's `Double` functions.
 public enum ScalarMath {
@@ -68,39 +69,6 @@ public enum ScalarMath {
         return x < 0 ? -t : t
     }
 
-    /// Error function; odd, ±1 beyond |x| > 6 (where Float rounds it to ±1 anyway).
-    public static func erf(_ x: Double) -> Double {
-        let a = Swift.abs(x)
-        if a.isNaN { return x }
-        if a > 6 { return x > 0 ? 1 : -1 }
-        // erf x = 2x/√π · (1 − x²/3 + …): below 1e-10 the first term is exact to Double precision.
-        if a < 1e-10 { return 1.128_379_167_095_512_6 * x }
-        let value: Double
-        if a < 2.5 {
-            // Maclaurin series: erf a = 2/√π · Σ (−1)^n a^{2n+1} / (n! (2n+1)).
-            let a2 = a * a
-            var term = a
-            var sum = a
-            var n = 0.0
-            while true {
-                n += 1
-                term = -term * a2 / n
-                let contribution = term / (2 * n + 1)
-                sum += contribution
-                if Swift.abs(contribution) < 1e-17 * Swift.abs(sum) { break }
-            }
-            value = 1.128_379_167_095_512_6 * sum
-        } else {
-            // erfc by its continued fraction (converges fast for a ≥ 2.5), erf = 1 − erfc.
-            var f = 0.0
-            for k in stride(from: 60, through: 1, by: -1) {
-                f = Double(k) / 2 / (a + f)
-            }
-            value = 1 - exp(-a * a) / (a + f) * 0.564_189_583_547_756_3
-        }
-        return x < 0 ? -value : value
-    }
-
     /// cos(π·t) for t in [0, 1], by its Taylor series around the nearer of 0 and ½
     /// (error < 1e-16); used by the cosine learning-rate schedule.
     public static func cosPi(_ t: Double) -> Double {
@@ -145,6 +113,4 @@ public enum ScalarMath {
 extension ScalarMath {
     @inlinable public static func exp(_ x: Float) -> Float { Float(exp(Double(x))) }
     @inlinable public static func log(_ x: Float) -> Float { Float(log(Double(x))) }
-    @inlinable public static func tanh(_ x: Float) -> Float { Float(tanh(Double(x))) }
-    @inlinable public static func erf(_ x: Float) -> Float { Float(erf(Double(x))) }
 }

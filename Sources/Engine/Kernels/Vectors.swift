@@ -96,3 +96,42 @@ public func laneSum(count: Int, _ vector: (Int) -> Vec16, _ scalar: (Int) -> Flo
 public func horizontalSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
     laneSum(count: count, { load16(x + $0) }, { x[$0] })
 }
+
+/// The first `count` (< 16) floats at p in lanes 0..<count, zeros in the rest: a tail goes
+/// through the same vector kernel as a full block, so an element's bits do not depend on
+/// where in the array it lies.
+@inline(__always) func loadPrefix16(_ p: UnsafePointer<Float>, count: Int) -> Vec16 {
+    var v = Vec16()
+    for lane in 0..<count { v[lane] = p[lane] }
+    return v
+}
+
+/// Stores lanes 0..<count of v at p.
+@inline(__always) func storePrefix16(_ v: Vec16, _ p: UnsafeMutablePointer<Float>, count: Int) {
+    for lane in 0..<count { p[lane] = v[lane] }
+}
+
+/// y[i] = f(x)[i] for i in 0..<count, 16 elements at a time, the tail padded (`loadPrefix16`).
+@inline(__always) package func mapVectors(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int,
+                                  _ f: (Vec16) -> Vec16) {
+    var i = 0
+    while i + 16 <= count {
+        store16(f(load16(x + i)), y + i)
+        i += 16
+    }
+    if i < count { storePrefix16(f(loadPrefix16(x + i, count: count - i)), y + i, count: count - i) }
+}
+
+/// z[i] = f(x, y)[i] for i in 0..<count, as `mapVectors` with two inputs.
+@inline(__always) package func mapVectors(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
+                                  into z: UnsafeMutablePointer<Float>, count: Int, _ f: (Vec16, Vec16) -> Vec16) {
+    var i = 0
+    while i + 16 <= count {
+        store16(f(load16(x + i), load16(y + i)), z + i)
+        i += 16
+    }
+    if i < count {
+        let tail = count - i
+        storePrefix16(f(loadPrefix16(x + i, count: tail), loadPrefix16(y + i, count: tail)), z + i, count: tail)
+    }
+}

@@ -26,9 +26,8 @@ public final class Activation: Layer {
         pass.forEachChunk(Forward(function: function, y: y, x: x, size: inputSize))
     }
 
-    /// The function over a chunk's elements, one loop per function: ReLU's is vectorised, 16
-    /// lanes at a time; GELU and Tanh call the project's own scalar erf and tanh (in Double)
-    /// element by element, so that their bits do not depend on the system's libm.
+    /// The function over a chunk's elements, 16 lanes at a time: GELU and Tanh through the
+    /// project's own Float kernels (`VectorMath`), not the system's libm.
     private struct Forward: ChunkSamplesTask {
         let function: Function
         let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
@@ -38,8 +37,8 @@ public final class Activation: Layer {
             let range = (first * size)..<((first + count) * size)
             switch function {
             case .relu: relu(x + range.lowerBound, into: y + range.lowerBound, count: range.count)
-            case .gelu: for i in range { y[i] = Float(Activation.gelu(Double(x[i]))) }
-            case .tanh: for i in range { y[i] = ScalarMath.tanh(x[i]) }
+            case .gelu: mapVectors(x + range.lowerBound, into: y + range.lowerBound, count: range.count, Activation.gelu)
+            case .tanh: mapVectors(x + range.lowerBound, into: y + range.lowerBound, count: range.count, VectorMath.tanh)
             }
         }
     }
@@ -60,22 +59,32 @@ public final class Activation: Layer {
             let range = (first * size)..<((first + count) * size)
             switch function {
             case .relu: reluBackward(dy + range.lowerBound, y + range.lowerBound, into: dx + range.lowerBound, count: range.count)
-            case .gelu: for i in range { dx[i] = dy[i] * Float(Activation.geluDerivative(Double(x[i]))) }
-            case .tanh: for i in range { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+            case .gelu:
+                mapVectors(dy + range.lowerBound, x + range.lowerBound, into: dx + range.lowerBound, count: range.count) {
+                    dy, x in dy * Activation.geluDerivative(x)
+                }
+            case .tanh:
+                mapVectors(dy + range.lowerBound, y + range.lowerBound, into: dx + range.lowerBound, count: range.count) {
+                    dy, y in dy * (1 - y * y)
+                }
             }
         }
     }
 
-    /// x·Φ(x) with Φ the standard normal CDF, via erf.
-    static func gelu(_ x: Double) -> Double {
-        0.5 * x * (1 + ScalarMath.erf(x * 0.707_106_781_186_547_5))
+    /// x·Φ(x) with Φ the standard normal CDF, via erf, in Float as PyTorch's CPU kernel computes it.
+    @inline(__always) static func gelu(_ x: Vec16) -> Vec16 {
+        x * standardNormalCDF(x)
     }
 
     /// Φ(x) + x·φ(x), as PyTorch's GeluBackward.
-    static func geluDerivative(_ x: Double) -> Double {
-        let cdf = 0.5 * (1 + ScalarMath.erf(x * 0.707_106_781_186_547_5))
-        let pdf = ScalarMath.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
-        return cdf + x * pdf
+    @inline(__always) static func geluDerivative(_ x: Vec16) -> Vec16 {
+        let pdf = VectorMath.exp(-0.5 * x * x) * 0x1.988454p-2  // 1/√(2π)
+        return standardNormalCDF(x) + x * pdf
+    }
+
+    /// Φ(x) = (1 + erf(x/√2))/2.
+    @inline(__always) static func standardNormalCDF(_ x: Vec16) -> Vec16 {
+        0.5 * (1 + VectorMath.erf(x * 0x1.6a09e6p-1))
     }
 }
 
