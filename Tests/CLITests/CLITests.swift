@@ -78,15 +78,22 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(fits.stderr, "error: the training set has 64 samples, fewer than --batch-size \(half)\n")
     }
 
-    /// Pruning keeps the checkpoint just written, however many newer names (unloadable ones,
-    /// here, that a fresh start left behind) the directory holds.
-    func testPruningNeverRemovesTheCheckpointJustWritten() throws {
-        let dir = TestSupport.temporaryDirectory("prune")
-        let common = ["train", "--data", "synthetic:64:8", "--batch-size", "8", "--model", "mlp", "--checkpoint-dir", dir]
-        XCTAssertEqual(try run(common + ["--max-steps", "3", "--checkpoint-every", "1"]).status, 0)
+    /// A checkpoint directory with one checkpoint per step, each overwritten with bytes that
+    /// are not a checkpoint; and the training arguments that wrote them.
+    func corruptCheckpoints(steps: Int) throws -> (directory: String, arguments: [String]) {
+        let dir = TestSupport.temporaryDirectory("corrupt")
+        let arguments = ["train", "--data", "synthetic:64:8", "--batch-size", "8", "--model", "mlp", "--checkpoint-dir", dir]
+        XCTAssertEqual(try run(arguments + ["--max-steps", "\(steps)", "--checkpoint-every", "1"]).status, 0)
         for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
             try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
         }
+        return (dir, arguments)
+    }
+
+    /// Pruning keeps the checkpoint just written, however many newer names (unloadable ones,
+    /// here, that a fresh start left behind) the directory holds.
+    func testPruningNeverRemovesTheCheckpointJustWritten() throws {
+        let (dir, common) = try corruptCheckpoints(steps: 3)
         let fresh = try run(common + ["--resume", "--allow-fresh-start", "--max-steps", "1", "--keep", "1"])
         XCTAssertEqual(fresh.status, 0, fresh.stderr)
         XCTAssertEqual(try checkpointState(path: "\(dir)/checkpoint-000000001.scnn").step, 1)
@@ -168,12 +175,7 @@ final class CLITests: XCTestCase {
     /// --resume over checkpoints none of which loads is an error listing each with its reason,
     /// not a silent start from step 0; --allow-fresh-start makes that start explicit.
     func testResumeOverOnlyCorruptCheckpointsIsAnError() throws {
-        let dir = TestSupport.temporaryDirectory("corrupt")
-        let common = ["train", "--data", "synthetic:64:8", "--batch-size", "8", "--model", "mlp", "--checkpoint-dir", dir]
-        XCTAssertEqual(try run(common + ["--max-steps", "2", "--checkpoint-every", "1"]).status, 0)
-        for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
-            try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
-        }
+        let (dir, common) = try corruptCheckpoints(steps: 2)
         let refused = try run(common + ["--resume"])
         XCTAssertEqual(refused.status, 1, refused.stderr)
         XCTAssertTrue(refused.stdout.contains("skipping \(dir)/checkpoint-000000002.scnn: "), refused.stdout)
