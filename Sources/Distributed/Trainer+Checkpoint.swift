@@ -21,6 +21,8 @@ extension Trainer {
         try communicator.broadcast(parameters)
         try communicator.broadcast(velocity)
         try communicator.broadcast(buffers)
+        // A guard for callers other than the command line, whose start-up agreement already
+        // compares the step each rank would resume.
         var steps = [Int64(checkpoint.manifest.step)]
         try communicator.allreduceSum(&steps)
         guard steps[0] == Int64(checkpoint.manifest.step) * Int64(communicator.size) else {

@@ -11,9 +11,7 @@ extension Trainer {
     /// runs (docs/reliability.md).
     public static func estimatedBytes(network: Network, options: TrainingOptions, localChunks: Int) -> Int {
         let state = network.layout.parameterCount * (3 + localChunks) + network.layout.bufferCount
-        let outputs = zip(network.layers, network.fusedIntoPrevious).map { $1 ? 0 : $0.outputSize }.reduce(0, +)
-        let largest = network.layers.map(\.outputSize).max() ?? 1
-        let activations = network.inputShape.reduce(1, *) + outputs + 2 * largest
+        let activations = Activations.floatsPerSample(of: network)
         return 4 * (state + localChunks * options.hyperparameters.chunkSize * (activations + activations / 10))
     }
 

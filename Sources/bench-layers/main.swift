@@ -13,7 +13,7 @@ struct Options {
             guard let value = arguments.popFirst() else { Options.usage() }
             switch flag {
             case "--model": model = value
-            case "--input": input = value.split(separator: "x").compactMap { Int($0) }
+            case "--input": input = InputShape.parse(value) ?? []
             case "--batch-size": batch = Int(value) ?? 0
             case "--chunk-size": chunk = Int(value) ?? 0
             case "--threads": threads = Int(value) ?? 0

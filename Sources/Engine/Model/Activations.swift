@@ -7,6 +7,13 @@ public final class Activations {
     public let outputGradient: UnsafeMutablePointer<Float>
     let gradientScratch: UnsafeMutablePointer<Float>
 
+    /// The floats `init` allocates per sample: the input, every layer's own output (a fused
+    /// layer shares its predecessor's) and two gradient buffers of the largest output.
+    public static func floatsPerSample(of network: Network) -> Int {
+        let outputs = zip(network.layers, network.fusedIntoPrevious).map { $1 ? 0 : $0.outputSize }.reduce(0, +)
+        return network.inputShape.reduce(1, *) + outputs + 2 * (network.layers.map(\.outputSize).max() ?? 1)
+    }
+
     public init(network: Network, capacity: Int) {
         self.capacity = capacity
         let inputSize = network.inputShape.reduce(1, *)
