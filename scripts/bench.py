@@ -302,81 +302,38 @@ def report(args, ours, torch_results, command, when):
     return "\n".join(out)
 
 
-EXPLANATION = """\
-## How the numbers are measured
+SEED_BEGIN, SEED_END = "<!-- scripts/bench: begin -->", "<!-- scripts/bench: end -->"
+SUITE_BEGIN, SUITE_END = "<!-- scripts/bench --suite: begin -->", "<!-- scripts/bench --suite: end -->"
 
-Both sides train the same workload — the seed-cnn model (Conv2d(1,32,3) → ReLU → MaxPool2d(2)
-→ Conv2d(32,64,3) → ReLU → MaxPool2d(2) → Flatten → Linear(1600,128) → ReLU → Linear(128,10),
-cross-entropy) on the Fashion-MNIST training set, global batch 64, fp32, SGD with learning rate
-0.05 (constant: ours with `--lr-schedule constant`) and momentum 0.9 — and every step starts from uint8 images and converts a batch
-to floats ÷ 255. Our figure is the `images/s` of the last progress line of
-`swift-cnn-train train --max-steps S --threads T` (under `mpirun -n 2` for two ranks): images
-trained ÷ wall time since training started, with evaluation left out and the first steps left
-in. PyTorch's figure is 64·S ÷ the wall time of S steps after 20 warm-up steps
-(`torch.set_num_threads(T)`; two ranks are `DistributedDataParallel` on the gloo backend over
-127.0.0.1, 32 images per rank, started with Python's `multiprocessing` spawn; the wheel is
-PyPI's CUDA build, run on the CPU). Runs alternate,
-ours then PyTorch's, so slow drifts of the machine hit both alike; each configuration shows the
-median over the repeats. Peak RSS is the largest maximum resident set size of any process of a
-run (ours: GNU `time -f %M` around each rank; PyTorch: `getrusage` in each rank), the largest
-over the repeats; PyTorch's includes the Python interpreter and the torch libraries.
 
-## What makes it fast
+def write_section(begin, end, text):
+    """Replaces the text between the markers `begin` and `end` of docs/performance.md."""
+    path = os.path.join(REPO, "docs", "performance.md")
+    with open(path) as f:
+        doc = f.read()
+    if begin not in doc or end not in doc:
+        fail(f"{path} lacks the markers {begin} … {end}")
+    doc = doc[:doc.index(begin) + len(begin)] + "\n" + text + doc[doc.index(end):]
+    with open(path, "w") as f:
+        f.write(doc)
+    log(f"bench: wrote {os.path.relpath(path, REPO)}")
 
-`scripts/bench-layers` prints each layer's forward and backward milliseconds per step; compare
-runs side by side, as single runs vary by about ±10 % on a shared machine.
 
-- **One GEMM** (`Sources/Engine/Kernels/GEMM.swift`): an 8 × 32 register-blocked micro-kernel (sixteen
-  16-lane accumulators, `addingProduct` compiled to `vfmadd231ps` by `-target-cpu`), 4 × 32 and
-  1 × 32 rows, and vector tails for the last 17–31 and 1–16 columns (spare lanes computed and
-  not stored), so no column is ever scalar. A's rows and columns are given by strides or by
-  tables of offsets. Every element is one FMA chain over k in order, so none of this changes a bit.
-- **Convolutions build no im2col matrix**: its element ((c, ky, kx), (oy, ox)) is the
-  zero-padded input at a row offset plus a position offset, so `gemm` reads it from the input
-  through two tables (for seed-cnn's second convolution that saves writing a 139 KB matrix per
-  sample). Forward computes the output transposed, positions as rows, and transposes it into
-  NCHW with the ReLU; only when a filter has fewer weights than there are filters (conv1's 9
-  against 32) is building im2col the smaller copy, and forward does that instead. The input
-  gradient's product is computed as dcolsᵀ = dyᵀ·W with columns in (ky, kx, channel) order, so
-  col2im adds whole channel vectors (channels-last) and transposes once, instead of adding rows
-  of 11 floats with scalar tails.
-- **Winograd F(2×2, 3×3)** (`Sources/Engine/Layers/Winograd.swift`) for 3×3, stride-1 convolutions
-  over whole vectors of 16 channels (seed-cnn's conv2; not conv1, whose single input channel
-  makes the direct product cheaper). A 4×4 input tile gives a 2×2 output tile with 16 products
-  per channel pair instead of 36; the 16 products of all tiles are 16 `gemm`s over the
-  channels. The input gradient is the same computation on dy with the kernels rotated, and
-  the kernel gradient sums U ⊙ (A·dy·Aᵀ) over the chunk's tiles with one `gemm` per transform
-  point (a chain over 36 tiles per sample, continued sample after sample) and transforms back
-  once per chunk. Transforms work on channels-last vectors of 16 channels. It changes how
-  outputs round, not what they depend on (docs/determinism.md). conv2's forward went from
-  3.43 to 2.42 ms per step and its backward from 6.13 to 5.14 ms (bench-layers, best of
-  6–8 alternating runs).
-- **Fused ReLU**: a ReLU after a convolution runs in the convolution's output copy, and its
-  gradient mask in the max pool after it (from the pooled values), so neither pass touches the
-  5.5 MB first-layer activation. Same bits as the layers apart.
-- **Threads that persist, and share the slack**: a rank's worker threads spin briefly, then
-  sleep, between layers. Thread t first takes its own contiguous share of chunks, so a chunk's
-  activations stay in its core's cache, then claims chunks of other shares not yet started, so the
-  unstarted work of a thread slowed by another process on its core (or still waking up) is taken
-  over.
-  A chunk's result does not depend on its thread, so neither do the bits.
-- **No allocation per step**: buffers grow on first use and are reused; a parallel region
-  hands its work to the worker threads as a small struct (`ParallelTask`) by address and type,
-  where a closure would be boxed on the heap at every call (`scripts/bench-alloc`).
-- **No step-sized clearing or scalar loops**: layers overwrite their gradient partials instead
-  of adding into cleared ones; the exact reduction's maximum and fixed-point passes are explicit
-  vector loops split over the threads, as is the SGD update.
-- **Deferred weight-gradient partials** (`DeferredGradients`): a fully connected layer's
-  per-chunk weight gradient (800 kB per chunk for seed-cnn's fc1, 6.4 MB per step at chunk size
-  8) is not stored. Backward keeps its output gradient; the exact reduction recomputes each
-  chunk's dyᵀ·x eight weight rows at a time, once for the maximum and once for the fixed-point
-  sum, while they sit in cache: 16 multiply-adds per weight instead of writing it and reading it
-  twice from memory. The chains are those of the stored version, so the bits are too. The
-  layer's forward and input-gradient products run once per thread over all its samples
-  (`Pass.forEachShare`), so the 800 kB weight is streamed once per thread, not once per chunk.
-- **Vector max pooling**: a 2 × 2 pool takes 16 windows at a time from the even and odd halves
-  of a row pair, with the same first-maximum rule (NaN wins) as the element-by-element code.
-"""
+def suite(args):
+    import bench_suite
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    if args.steps or args.only:
+        sys.exit("bench: --suite sets its own steps per network and runs both sides (use --quick, --repeats, --network)")
+    if not os.access(BINARY, os.X_OK) or not os.access(GNU_TIME, os.X_OK):
+        fail(f"{BINARY} or {GNU_TIME} is missing; run scripts/bench without --no-setup")
+    command = os.environ.get("BENCH_COMMAND") or shlex.join(["scripts/bench.py"] + sys.argv[1:])
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    log(f"bench: {machine()}; suite of {len(bench_suite.SUITE)} networks, {args.repeats} repeat(s)")
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        text = bench_suite.main(args, command, when, scratch)
+    print(text)
+    if args.write_doc:
+        write_section(SUITE_BEGIN, SUITE_END, text)
 
 
 def main():
@@ -388,7 +345,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a smoke test: 60 steps, 1 repeat")
     parser.add_argument("--only", choices=["ours", "torch"], help="run only one side")
     parser.add_argument("--write-doc", action="store_true", help="also rewrite docs/performance.md")
+    parser.add_argument("--suite", action="store_true",
+                        help="the network suite (scripts/bench_suite.py) instead of seed-cnn's configurations")
+    parser.add_argument("--network", dest="networks", action="append", default=[],
+                        help="with --suite: only this network of the suite (repeatable)")
     args = parser.parse_args()
+    if args.suite:
+        return suite(args)
     args.steps = args.steps or (60 if args.quick else 400)
     args.repeats = args.repeats or (1 if args.quick else 3)
     if args.steps < 1 or args.repeats < 1:
@@ -423,11 +386,7 @@ def main():
     text = report(args, ours, torch_results, command, when)
     print(text)
     if args.write_doc:
-        path = os.path.join(REPO, "docs", "performance.md")
-        with open(path, "w") as f:
-            f.write("# Performance\n\nswift-cnn-train against PyTorch on the CPU, measured by `scripts/bench` "
-                    "(rerun it with `--write-doc` to refresh this page).\n\n" + text + "\n" + EXPLANATION)
-        log(f"bench: wrote {os.path.relpath(path, REPO)}")
+        write_section(SEED_BEGIN, SEED_END, text)
 
 
 if __name__ == "__main__":
