@@ -11,6 +11,7 @@ public final class MPICommunicator: Communicator {
     public let ranksOnThisNode: Int
     private var finalized = false
     private var pending: [MPI_Request?] = []
+    private var gatherCounts: [Int32] = [], gatherOffsets: [Int32] = []
     /// Bounds every MPI call's wait, once started (`startWatchdog`).
     private var watchdog: CollectiveWatchdog?
 
@@ -92,6 +93,21 @@ public final class MPICommunicator: Communicator {
             }
         }
         return out
+    }
+
+    public func allgather(inPlace values: UnsafeMutableBufferPointer<Float>, samples: [Int], width: Int) throws {
+        // Reused, so that a step's gathers allocate nothing.
+        gatherCounts.removeAll(keepingCapacity: true)
+        gatherOffsets.removeAll(keepingCapacity: true)
+        var offset = 0
+        for rows in samples {
+            gatherCounts.append(Int32(rows * width))
+            gatherOffsets.append(Int32(offset))
+            offset += rows * width
+        }
+        precondition(offset <= values.count && offset <= Int(Int32.max), "allgather beyond its buffer")
+        try check(MPI_Allgatherv(cmpi_in_place(), 0, cmpi_float(), values.baseAddress, gatherCounts, gatherOffsets,
+                                 cmpi_float(), cmpi_comm_world()), "MPI_Allgatherv")
     }
 
     public func abort(code: Int32) -> Never {

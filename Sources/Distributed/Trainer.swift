@@ -19,6 +19,8 @@ public enum StepPhase {
     case forward(layer: Int)
     case lossEvaluated
     case backward(layer: Int)
+    /// Exact mode: the gradients `WholeBatchGradients` computes from the whole batch's factors.
+    case wholeBatchGradients
     case gradientsReduced
 }
 
@@ -57,7 +59,11 @@ public final class Trainer {
     let pass: Pass
     /// Where the reduction reads the gradient partials (some layers recompute theirs).
     let gradientPartials: GradientPartials
+    /// Every parameter tensor; and, for the exact reduction, those not in `wholeBatch`.
     let gradientSegments: [SumSegment]
+    let exactSegments: [SumSegment]
+    /// Layers whose gradients every rank computes from the whole batch's factors (exact mode).
+    let wholeBatch: WholeBatchGradients
     let lossSegment = [SumSegment(name: "the loss", range: 0..<1)]
     /// Correct predictions and the stop flag, summed over ranks each step.
     private var counts: [Int64] = [0, 0]
@@ -106,6 +112,10 @@ public final class Trainer {
                                  parameterCount: layout.parameterCount),
                     training: true, executor: executor, reducer: reducer, hyper: h.layers)
         gradientSegments = layout.parameters.map { SumSegment(name: $0.name, range: $0.range) }
+        wholeBatch = WholeBatchGradients(network: network, batchSize: h.batchSize, chunkSize: h.chunkSize,
+                                         communicator: communicator, executor: executor)
+        let wholeBatchRanges = wholeBatch.ranges
+        exactSegments = gradientSegments.filter { segment in !wholeBatchRanges.contains { $0.contains(segment.range.lowerBound) } }
         gradientPartials = GradientPartials(pass: pass, layers: network.layers)
         try communicator.broadcast(parameters)
     }
@@ -147,13 +157,15 @@ public final class Trainer {
             probe?(.lossEvaluated)
             // Backward, then the gradients summed over the global batch. Collectives: each
             // BatchNorm2d sums Σdy and Σdy·x̂ (§2.5); then, exact, one maximum and one integer
-            // sum over every gradient (§2.4), or, float, one non-blocking sum per layer as
+            // sum over the other gradients (§2.4), after the whole batch's factors of the layers
+            // that need no sum are gathered; or, float, one non-blocking sum per layer as
             // backward produces it.
             switch options.reduction {
             case .exact:
                 try network.backward(activations, pass, layerDone: probe.map { probe in { probe(.backward(layer: $0)) } })
-                try reducer.sumChunks(gradientPartials, rows: pass.chunkCount, width: parameterCount,
-                                      segments: gradientSegments, into: gradient.baseAddress!)
+                try wholeBatch.compute(into: gradient.baseAddress!)
+                probe?(.wholeBatchGradients)
+                try reducer.sumChunks(gradientPartials, rows: pass.chunkCount, segments: exactSegments, into: gradient.baseAddress!)
             case .float:
                 do {
                     try network.backward(activations, pass) { [self] layer in

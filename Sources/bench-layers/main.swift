@@ -36,9 +36,11 @@ struct Options {
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
 /// Seconds per layer and timed step, forward and backward: `[layer][step]`; and per step,
-/// the exact reduction of the gradients (its local passes: one rank). The trainer's own step
+/// the gradients computed from the whole batch and the exact reduction of the others (its
+/// local passes: one rank). The trainer's own step
 /// runs, on a batch of seeded random pixels.
-func measure(_ network: Network, _ options: Options) throws -> (forward: [[Double]], backward: [[Double]], reduction: [Double]) {
+func measure(_ network: Network, _ options: Options) throws
+    -> (forward: [[Double]], backward: [[Double]], wholeBatch: [Double], reduction: [Double]) {
     let sampleSize = options.input.reduce(1, *)
     let rng = CounterRNG(seed: 2, stream: "bench-layers")
     let data = Dataset(name: "bench", shape: options.input, classes: 10,
@@ -53,7 +55,7 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [[Doubl
     let trainer = try Trainer(network: network, batches: ShuffledBatches(data, seed: 1), options: training,
                               communicator: SerialCommunicator())
     var forward = [[Double]](repeating: [], count: network.layers.count), backward = forward
-    var reduction: [Double] = []
+    var wholeBatch: [Double] = [], reduction: [Double] = []
     for step in 0..<(warmup + options.steps) {
         let timed = step >= warmup
         var previous = now()
@@ -67,11 +69,12 @@ func measure(_ network: Network, _ options: Options) throws -> (forward: [[Doubl
             case .batchLoaded, .lossEvaluated: previous = now()
             case .forward(let layer): lap(&forward[layer])
             case .backward(let layer): lap(&backward[layer])
+            case .wholeBatchGradients: lap(&wholeBatch)
             case .gradientsReduced: lap(&reduction)
             }
         }
     }
-    return (forward, backward, reduction)
+    return (forward, backward, wholeBatch, reduction)
 }
 
 /// The median, not the mean: this machine's noise comes in bursts that would dominate a mean.
@@ -84,7 +87,7 @@ func median(_ values: [Double]) -> Double {
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 do {
     let network = try Network(spec: try ModelSpec(options.model), inputShape: options.input, classes: 10)
-    let (forward, backward, reduction) = try measure(network, options)
+    let (forward, backward, wholeBatch, reduction) = try measure(network, options)
     var total = 0.0
     print("layer                                      forward ms  backward ms")
     for (l, layer) in network.layers.enumerated() {
@@ -93,10 +96,12 @@ do {
         let name = network.fusedIntoPrevious[l] ? "  \(layer.description) (fused)" : layer.description
         print(name.padding(toLength: 42, withPad: " ", startingAt: 0), String(format: "%9.3f  %11.3f", f, b))
     }
-    let reduce = median(reduction) * 1000
-    total += reduce
-    print("exact gradient reduction (local passes)".padding(toLength: 42, withPad: " ", startingAt: 0),
-          String(repeating: " ", count: 9), String(format: " %11.3f", reduce))
+    for (what, laps) in [("weight gradients from the whole batch", wholeBatch), ("exact gradient reduction (local passes)", reduction)] {
+        let milliseconds = median(laps) * 1000
+        total += milliseconds
+        print(what.padding(toLength: 42, withPad: " ", startingAt: 0), String(repeating: " ", count: 9),
+              String(format: " %11.3f", milliseconds))
+    }
     print(String(format: "total %.3f ms per step of %d images: %.0f images/s (layers and reduction, medians of %d steps)",
                  total, options.batch, Double(options.batch) / total * 1000, options.steps))
 } catch {

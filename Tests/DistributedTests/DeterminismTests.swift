@@ -29,6 +29,12 @@ final class DeterminismTests: XCTestCase {
         try checkAllRankCounts("seed-cnn-bn")
     }
 
+    /// mlp's wide layers take their gradients from the whole batch's gathered factors
+    /// (`WholeBatchGradients`), its last layer from the exact sum.
+    func testWholeBatchGradientsGiveTheSerialBitsOnTwoThreeAndFourRanks() throws {
+        try checkAllRankCounts("mlp")
+    }
+
     func testDigestDependsOnTheSeed() throws {
         XCTAssertNotEqual(try digest("seed-cnn", ranks: nil, threads: 1),
                           try digest("seed-cnn", ranks: nil, threads: 1, extra: ["--seed", "12"]))

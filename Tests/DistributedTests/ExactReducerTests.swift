@@ -33,6 +33,15 @@ final class ExactReducerTests: XCTestCase {
         XCTAssertGreaterThan(floatSums.count, 1)
     }
 
+    /// Segments need not cover the values: the others are neither sent nor written.
+    func testValuesOutsideTheSegmentsAreLeftAlone() throws {
+        let rows: [[Float]] = [[1, 2, 3, 4, 5], [10, 20, 30, 40, 50]]
+        let result = try sum(rows, segments: [SumSegment(name: "a", range: 1..<2), SumSegment(name: "b", range: 3..<5)])
+        XCTAssertEqual(result[1], 22)
+        XCTAssertEqual(Array(result[3...]), [44, 55])
+        XCTAssertTrue(result[0].isNaN && result[2].isNaN)
+    }
+
     func testSumsAreCloseToTheRealSum() throws {
         let rows: [[Float]] = [[1e-3, 3, -7, 1e20], [2e-3, 4, 7, -1e20], [4e-3, -0.5, 1e-30, 1]]
         let result = try sum(rows, segments: [SumSegment(name: "a", range: 0..<3), SumSegment(name: "b", range: 3..<4)])

@@ -185,7 +185,7 @@ public final class LayerHarness {
                             tensors = [0..<d.lowerBound, d, d.upperBound..<p].filter { !$0.isEmpty }
                         }
                         if p > 0 {
-                            try reducer.sumChunks(GradientPartials(pass: pass, layers: [layer]), rows: chunks, width: p,
+                            try reducer.sumChunks(GradientPartials(pass: pass, layers: [layer]), rows: chunks,
                                                   segments: tensors.map { SumSegment(name: "gradients", range: $0) },
                                                   into: &gradients)
                         }

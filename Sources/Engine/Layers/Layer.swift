@@ -44,6 +44,24 @@ public protocol DeferredGradients: Layer {
     func deferredPartials(_ block: Range<Int>, into partials: UnsafeMutablePointer<Float>, pass: Pass)
 }
 
+/// A layer whose parameter gradients are one product of two per-sample factors summed over
+/// the batch — dW = Σₛ dyₛ·xₛᵀ, db = Σₛ dyₛ — and can therefore be computed from the whole
+/// global batch's factors in one fixed order on every rank, instead of from per-chunk
+/// partials summed exactly. Worth it when the batch's factors are fewer bytes than the
+/// exact sum of the gradient would send (`WholeBatchGradients`, docs/architecture.md §2.4).
+public protocol FactoredGradients: Layer {
+    /// The parameters (absolute indices) the factors give: the weight, then the bias.
+    var factoredRange: Range<Int> { get }
+    /// The last backward's factors of this rank's samples, per-sample contiguous: its input
+    /// (`inputSize` floats a sample) and its output gradient (`outputSize` floats a sample).
+    var lastFactors: (input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>) { get }
+    /// Output rows `rows` of the gradients (weight rows and bias values) from the factors of
+    /// `samples` samples, each value one chain over the samples in order, into `gradient`
+    /// (indexed like the parameters).
+    func factoredGradients(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, samples: Int,
+                           rows: Range<Int>, into gradient: UnsafeMutablePointer<Float>)
+}
+
 /// A layer that can apply ReLU to its output as it writes it and mask its output gradient
 /// with it, so that a ReLU after it costs no pass over memory. `Network` sets `fusesReLU`
 /// and skips the ReLU; the bits are those of the two layers apart. When the layer after

@@ -2,8 +2,10 @@
 /// Each output is one fixed-order FMA chain over the inputs, started from the bias.
 ///
 /// The weight's gradient partials are deferred (`DeferredGradients`): backward keeps the
-/// output gradient, and a reduction recomputes each chunk's dyᵀ · x by blocks of rows.
-public final class Linear: DeferredGradients {
+/// output gradient, and a reduction recomputes each chunk's dyᵀ · x by blocks of rows — or,
+/// when the whole batch's inputs and output gradients are the smaller message, computes the
+/// gradients from those (`FactoredGradients`).
+public final class Linear: DeferredGradients, FactoredGradients {
     public let inFeatures, outFeatures: Int
     let weightOffset, biasOffset: Int
     /// Wᵀ as `[in, out]`, rebuilt once per forward pass so that `gemm` reads contiguous rows;
@@ -114,6 +116,29 @@ public final class Linear: DeferredGradients {
             gemm(m: rows, n: inFeatures, k: samples.count, a: savedGradient.pointer! + samples.lowerBound * outFeatures + firstRow,
                  aRowStride: 1, aColStride: outFeatures, b: savedInput! + samples.lowerBound * inFeatures, ldb: inFeatures,
                  c: partials + chunk * block.count, ldc: inFeatures, accumulate: false)
+        }
+    }
+
+    public var factoredRange: Range<Int> {
+        precondition(biasOffset == weightOffset + outFeatures * inFeatures, "the bias follows the weight")
+        return weightOffset..<(biasOffset + outFeatures)
+    }
+
+    public var lastFactors: (input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>) {
+        (savedInput!, UnsafePointer(savedGradient.pointer!))
+    }
+
+    /// dW = dyᵀ · x and db = Σ dy over the samples: each value's chain runs over the samples in order.
+    public func factoredGradients(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, samples: Int,
+                                  rows: Range<Int>, into gradient: UnsafeMutablePointer<Float>) {
+        guard !rows.isEmpty else { return }
+        gemm(m: rows.count, n: inFeatures, k: samples, a: outputGradient + rows.lowerBound, aRowStride: 1,
+             aColStride: outFeatures, b: input, ldb: inFeatures, c: gradient + weightOffset + rows.lowerBound * inFeatures,
+             ldc: inFeatures, accumulate: false)
+        let dBias = gradient + biasOffset + rows.lowerBound
+        dBias.update(from: outputGradient + rows.lowerBound, count: rows.count)
+        for s in 1..<samples {
+            addFloats(outputGradient + s * outFeatures + rows.lowerBound, to: dBias, count: rows.count)
         }
     }
 }

@@ -21,6 +21,9 @@ public protocol Communicator: AnyObject {
     func broadcast(_ values: UnsafeMutableBufferPointer<Float>) throws
     /// Every rank's bytes to every rank, concatenated in rank order (all the same length).
     func allgather(_ bytes: [UInt8]) throws -> [UInt8]
+    /// Rank r holds `samples[r]` rows of `width` floats, at row Σ samples[..<r] of `values`;
+    /// fills in every other rank's rows, in place.
+    func allgather(inPlace values: UnsafeMutableBufferPointer<Float>, samples: [Int], width: Int) throws
     /// Ends every rank of the job with `code`; does not return.
     func abort(code: Int32) -> Never
     func finalize()
@@ -48,6 +51,7 @@ public final class SerialCommunicator: Communicator {
     public func waitAll() throws {}
     public func broadcast(_ values: UnsafeMutableBufferPointer<Float>) throws {}
     public func allgather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
+    public func allgather(inPlace values: UnsafeMutableBufferPointer<Float>, samples: [Int], width: Int) throws {}
     public func abort(code: Int32) -> Never { exit(code) }
     public func finalize() {}
 }

@@ -28,6 +28,8 @@ public final class ExactReducer: ChunkSumReducer {
     private var maxima: [Float] = []
     private var sliceMaxima: [UInt32] = []
     private var integers: [Int64] = []
+    /// Where each segment's integers start in `integers`: the segments packed in order.
+    private var packedStarts: [Int] = []
     /// Where deferred partials are computed when there is no executor.
     private let scratch = Workspace()
 
@@ -35,13 +37,19 @@ public final class ExactReducer: ChunkSumReducer {
         self.communicator = communicator
     }
 
-    public func sumChunks<Partials: ChunkPartials>(_ partials: Partials, rows: Int, width: Int, segments: [SumSegment],
+    public func sumChunks<Partials: ChunkPartials>(_ partials: Partials, rows: Int, segments: [SumSegment],
                                                    into result: UnsafeMutablePointer<Float>) throws {
         precondition(rows <= 1 << ExactReducer.headroomBits, "too many chunks for the fixed-point headroom")
         let slices = executor?.threadCount ?? 1
         if maxima.count < segments.count { maxima = [Float](repeating: 0, count: segments.count) }
         if sliceMaxima.count < slices * segments.count { sliceMaxima = [UInt32](repeating: 0, count: slices * segments.count) }
-        if integers.count < width { integers = [Int64](repeating: 0, count: width) }
+        packedStarts.removeAll(keepingCapacity: true)
+        var packedCount = 0
+        for segment in segments {
+            packedStarts.append(packedCount)
+            packedCount += segment.range.count
+        }
+        if integers.count < packedCount { integers = [Int64](repeating: 0, count: packedCount) }
         sliceMaxima.withUnsafeMutableBufferPointer { sliceMaxima in
             sliceMaxima.update(repeating: 0)
             forEachSlice(EachBlock(partials: partials, segments: segments, slices: slices,
@@ -58,14 +66,16 @@ public final class ExactReducer: ChunkSumReducer {
         maxima.withUnsafeBufferPointer { maxima in
             integers.withUnsafeMutableBufferPointer { sums in
                 forEachSlice(EachBlock(partials: partials, segments: segments, slices: slices,
-                                       task: Quantize(maxima: maxima, sums: sums, rows: rows)))
+                                       task: Quantize(maxima: maxima, sums: sums, segments: segments,
+                                                      packedStarts: packedStarts, rows: rows)))
             }
         }
-        try integers.withUnsafeMutableBufferPointer { try communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: $0[0..<width])) }
+        try integers.withUnsafeMutableBufferPointer { try communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: $0[0..<packedCount])) }
         // Back to Float: Float(Σq) rounds once; the power-of-two scaling in Double is exact.
         integers.withUnsafeBufferPointer { sums in
             maxima.withUnsafeBufferPointer { maxima in
-                forEachSlice(Unscale(sums: sums, maxima: maxima, segments: segments, slices: slices, result: result))
+                forEachSlice(Unscale(sums: sums, maxima: maxima, segments: segments, packedStarts: packedStarts,
+                                     slices: slices, result: result))
             }
         }
     }
@@ -131,6 +141,8 @@ public final class ExactReducer: ChunkSumReducer {
     private struct Quantize: BlockTask {
         let maxima: UnsafeBufferPointer<Float>
         let sums: UnsafeMutableBufferPointer<Int64>
+        let segments: [SumSegment]
+        let packedStarts: [Int]
         let rows: Int
 
         func run(slice t: Int, segment k: Int, block: Range<Int>, base: UnsafePointer<Float>, rowStride: Int) {
@@ -141,7 +153,7 @@ public final class ExactReducer: ChunkSumReducer {
             // x·2^s is exact, so fusing the multiply and the add changes nothing.
             let magic = 6_755_399_441_055_744.0, magicBits = Int64(bitPattern: magic.bitPattern)
             let scales = SIMD8<Double>(repeating: scale), magics = SIMD8<Double>(repeating: magic)
-            let out = sums.baseAddress! + block.lowerBound
+            let out = sums.baseAddress! + packedStarts[k] + (block.lowerBound - segments[k].range.lowerBound)
             var i = 0
             while i + 8 <= block.count {
                 var sum = SIMD8<Int64>()
@@ -168,6 +180,7 @@ public final class ExactReducer: ChunkSumReducer {
         let sums: UnsafeBufferPointer<Int64>
         let maxima: UnsafeBufferPointer<Float>
         let segments: [SumSegment]
+        let packedStarts: [Int]
         let slices: Int
         let result: UnsafeMutablePointer<Float>
 
@@ -175,14 +188,15 @@ public final class ExactReducer: ChunkSumReducer {
             for (k, segment) in segments.enumerated() {
                 let unscale = Double(sign: .plus, exponent: -ExactReducer.scaleExponent(maximum: maxima[k]), significand: 1)
                 let range = ParallelExecutor.part(t, of: slices, segment.range)
+                let packed = sums.baseAddress! + packedStarts[k], first = segment.range.lowerBound
                 var i = range.lowerBound
                 while i + 8 <= range.upperBound {
-                    let q = UnsafeRawPointer(sums.baseAddress! + i).loadUnaligned(as: SIMD8<Int64>.self)
+                    let q = UnsafeRawPointer(packed + (i - first)).loadUnaligned(as: SIMD8<Int64>.self)
                     let value = SIMD8<Float>(SIMD8<Double>(SIMD8<Float>(q)) * unscale)
                     UnsafeMutableRawPointer(result + i).storeBytes(of: value, as: SIMD8<Float>.self)
                     i += 8
                 }
-                for i in i..<range.upperBound { result[i] = Float(Double(Float(sums[i])) * unscale) }
+                for i in i..<range.upperBound { result[i] = Float(Double(Float(packed[i - first])) * unscale) }
             }
         }
     }
