@@ -16,7 +16,6 @@ import gzip
 import json
 import os
 import platform
-import re
 import shlex
 import socket
 import statistics
@@ -55,10 +54,6 @@ TORCH = {
     "ddp": ("PyTorch DDP (gloo) 2 ranks × 1 thread", dict(ranks=2, threads=1)),
 }
 
-# The last progress line of a run: `step 400 (epoch 1, partial): …, 1234 images/s` (or
-# `epoch 1/5: …` when the run ends on an epoch boundary). Its figure excludes evaluation.
-OURS_LINE = re.compile(r"^(?:step \d+ \(epoch \d+, partial\)|epoch \d+/\d+): .*, (\d+(?:\.\d+)?) images/s$")
-
 
 def log(message):
     print(message, file=sys.stderr, flush=True)
@@ -80,9 +75,15 @@ def read_rss_kb(path):
 
 def run_ours(config, steps, scratch):
     ranks, threads = config["ranks"], config["threads"]
-    train = [BINARY, "train", "--max-steps", str(steps), "--threads", str(threads),
+    train = [BINARY, "train", "--max-steps", str(WARMUP_STEPS + steps), "--threads", str(threads),
              "--batch-size", str(GLOBAL_BATCH), "--lr", str(LR), "--lr-schedule", "constant",
              "--momentum", str(MOMENTUM), "--data", DATA] + config["extra"]
+    # Throughput between the end of warm-up step WARMUP_STEPS and the last step, from the
+    # metrics file's elapsed seconds (as PyTorch's side measures it).
+    metrics = os.path.join(scratch, "ours-metrics.jsonl")
+    if os.path.exists(metrics):
+        os.remove(metrics)
+    train += ["--metrics", metrics, "--log-every", str(WARMUP_STEPS)]
     rss = os.path.join(scratch, "ours-rss")
     for name in os.listdir(scratch):
         if name.startswith("ours-rss"):
@@ -96,14 +97,16 @@ def run_ours(config, steps, scratch):
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
         fail(f"`{shlex.join(command)}` exited with {result.returncode}", result.stdout)
-    matches = [OURS_LINE.match(line.strip()) for line in result.stdout.splitlines()]
-    matches = [m for m in matches if m]
-    if not matches:
-        fail(f"no `… images/s` step line in the output of `{shlex.join(command)}`", result.stdout)
+    with open(metrics) as f:
+        elapsed = {r["step"]: r["elapsed_seconds"] for r in map(json.loads, f) if r.get("kind") == "step"}
+    last = max(elapsed, default=0)
+    if WARMUP_STEPS not in elapsed or last <= WARMUP_STEPS:
+        fail(f"no step lines for steps {WARMUP_STEPS} and later in the metrics of `{shlex.join(command)}`", result.stdout)
+    images_per_second = GLOBAL_BATCH * (last - WARMUP_STEPS) / (elapsed[last] - elapsed[WARMUP_STEPS])
     files = [os.path.join(scratch, n) for n in os.listdir(scratch) if n.startswith("ours-rss")]
     if len(files) != ranks:
         fail(f"expected {ranks} peak-memory file(s) from GNU time, found {len(files)}")
-    return float(matches[-1].group(1)), max(read_rss_kb(f) for f in files) / 1024
+    return images_per_second, max(read_rss_kb(f) for f in files) / 1024
 
 
 # ---------------------------------------------------------------------------- PyTorch

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import TestSupport
 import XCTest
@@ -19,7 +20,10 @@ final class BuildTargetTests: XCTestCase {
             }
         }
         XCTAssertTrue(avx512InEngine.isEmpty, "AVX-512 in the haswell build: \(avx512InEngine.prefix(3))")
-        for model in ["seed-cnn", "seed-cnn-bn", "letters-cnn", "mlp"] {
+        // Every preset, and specs for the kernels the presets do not reach: 5×5 and 1×1
+        // kernels, stride 2, odd channel counts, average pooling, tanh.
+        let specs = ["conv20k5s2p2-tanh-conv50k3-relu-conv12k1-avgpool2-fc", "conv8k7p3-bn-relu-maxpool3s2-fc32-gelu-fc"]
+        for model in ModelSpec.presets.map(\.name) + specs {
             let arguments = ["train", "--model", model, "--data", "synthetic:480:48", "--batch-size", "48", "--max-steps", "8"]
             let native = try runTrainer(arguments, timeout: 300)
             let avx2 = try runCommand(haswell, arguments, timeout: 300)
