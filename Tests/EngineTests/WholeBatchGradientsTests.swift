@@ -9,10 +9,12 @@ final class WholeBatchGradientsTests: XCTestCase {
         var layout = ParameterLayout()
         let layer = try Linear(name: "fc", inShape: [inputs], outFeatures: outputs, layout: &layout, initScheme: .default)
         let x = randomFloats(samples * inputs, seed: 1), dy = randomFloats(samples * outputs, seed: 2)
+        let workspace = Workspace()
         func gradients(split: [Range<Int>]) -> [Float] {
             var gradient = [Float](repeating: .nan, count: layout.parameterCount)
             for rows in split {
-                layer.factoredGradients(input: x, outputGradient: dy, samples: samples, rows: rows, into: &gradient)
+                layer.factoredGradients(input: x, outputGradient: dy, samples: samples, rows: rows, into: &gradient,
+                                        workspace: workspace)
             }
             return gradient
         }

@@ -3,17 +3,20 @@ public final class Workspace {
     /// What a scratch buffer holds. Buffers are independent, so one task may hold several; a
     /// buffer's contents last only until the next request for it.
     public enum Buffer: Int, CaseIterable {
-        /// A convolution's input channels-last, `[H·W, in]` (Winograd).
+        /// A layer's input transposed: a convolution's channels-last, `[H·W, in]` (Winograd);
+        /// a linear layer's share of samples, `[in, samples]`.
         case transposedInput
         /// A sample's input with its zero border, `[in, H + 2·pad, W + 2·pad]`.
         case paddedInput
         /// The im2col matrix, `[in·k·k, Ho·Wo]`.
         case columns
-        /// A convolution's output channels-last, `[Ho·Wo, out]`, before it is transposed to NCHW.
+        /// A layer's output transposed, before it is transposed back: a convolution's
+        /// channels-last, `[Ho·Wo, out]`; a linear layer's `[out, samples]`.
         case transposedOutput
         /// An output gradient masked by a fused ReLU's backward.
         case maskedOutputGradient
-        /// A convolution's output gradient channels-last, `[Ho·Wo, out]`.
+        /// An output gradient transposed: a convolution's channels-last, `[Ho·Wo, out]`; some
+        /// rows of a linear layer's, `[rows, samples]`.
         case transposedOutputGradient
         /// A convolution's weight gradient as `[(in, ky, kx), out]`, before it is transposed.
         case transposedWeightGradient

@@ -57,9 +57,9 @@ public protocol FactoredGradients: Layer {
     var lastFactors: (input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>) { get }
     /// Output rows `rows` of the gradients (weight rows and bias values) from the factors of
     /// `samples` samples, each value one chain over the samples in order, into `gradient`
-    /// (indexed like the parameters).
+    /// (indexed like the parameters), with `workspace` for scratch.
     func factoredGradients(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, samples: Int,
-                           rows: Range<Int>, into gradient: UnsafeMutablePointer<Float>)
+                           rows: Range<Int>, into gradient: UnsafeMutablePointer<Float>, workspace: Workspace)
 }
 
 /// A layer that can apply ReLU to its output as it writes it and mask its output gradient

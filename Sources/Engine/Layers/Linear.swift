@@ -8,9 +8,6 @@
 public final class Linear: DeferredGradients, FactoredGradients {
     public let inFeatures, outFeatures: Int
     let weightOffset, biasOffset: Int
-    /// Wᵀ as `[in, out]`, rebuilt once per forward pass so that `gemm` reads contiguous rows;
-    /// allocated on first use, so that describing a model allocates nothing large.
-    private let weightTransposed = GrowingBuffer<Float>()
 
     public init(name: String, inShape: [Int], outFeatures: Int, layout: inout ParameterLayout,
                 initScheme: InitScheme) throws {
@@ -39,25 +36,28 @@ public final class Linear: DeferredGradients, FactoredGradients {
     public let inputShape: [Int], outputShape: [Int]
 
     public func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ pass: Pass) throws {
-        let bias = pass.parameters + biasOffset
-        let weightTransposed = self.weightTransposed.storage(count: inFeatures * outFeatures)
-        transpose(pass.parameters + weightOffset, rows: outFeatures, cols: inFeatures, into: weightTransposed)
-        pass.forEachShare(Forward(y: y, x: x, bias: bias, weightTransposed: weightTransposed,
+        pass.forEachShare(Forward(y: y, x: x, weight: pass.parameters + weightOffset, bias: pass.parameters + biasOffset,
                                   inFeatures: inFeatures, outFeatures: outFeatures))
     }
 
+    /// The share's yᵀ = W · xᵀ + bias as `[out, samples]`, then transposed into y: W's rows are
+    /// read as they are stored (no transposed copy of a large weight per pass), and only the
+    /// share's inputs and outputs are transposed.
     private struct Forward: ShareSamplesTask {
-        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, bias: UnsafeMutablePointer<Float>
-        let weightTransposed: UnsafeMutablePointer<Float>
+        let y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
+        let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
         let inFeatures, outFeatures: Int
 
         func run(first: Int, count: Int, workspace: Workspace) {
-            let out = y + first * outFeatures
-            for s in 0..<count {
-                (out + s * outFeatures).update(from: bias, count: outFeatures)
+            let xT = workspace.floats(.transposedInput, count: inFeatures * count)
+            let yT = workspace.floats(.transposedOutput, count: outFeatures * count)
+            transpose(x + first * inFeatures, rows: count, cols: inFeatures, into: xT)
+            for o in 0..<outFeatures {
+                (yT + o * count).update(repeating: bias[o], count: count)
             }
-            gemm(m: count, n: outFeatures, k: inFeatures, a: x + first * inFeatures, aRowStride: inFeatures,
-                 aColStride: 1, b: weightTransposed, ldb: outFeatures, c: out, ldc: outFeatures, accumulate: true)
+            gemm(m: outFeatures, n: count, k: inFeatures, a: weight, aRowStride: inFeatures, aColStride: 1,
+                 b: xT, ldb: count, c: yT, ldc: count, accumulate: true)
+            transpose(yT, rows: outFeatures, cols: count, into: y + first * outFeatures)
         }
     }
 
@@ -128,12 +128,16 @@ public final class Linear: DeferredGradients, FactoredGradients {
         (savedInput!, UnsafePointer(savedGradient.pointer!))
     }
 
-    /// dW = dyᵀ · x and db = Σ dy over the samples: each value's chain runs over the samples in order.
+    /// dW = dyᵀ · x and db = Σ dy over the samples: each value's chain runs over the samples in
+    /// order. The rows' output gradients are transposed first, so that gemm's A rows are
+    /// contiguous (read in place, they would be one output-width stride apart per sample).
     public func factoredGradients(input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, samples: Int,
-                                  rows: Range<Int>, into gradient: UnsafeMutablePointer<Float>) {
+                                  rows: Range<Int>, into gradient: UnsafeMutablePointer<Float>, workspace: Workspace) {
         guard !rows.isEmpty else { return }
-        gemm(m: rows.count, n: inFeatures, k: samples, a: outputGradient + rows.lowerBound, aRowStride: 1,
-             aColStride: outFeatures, b: input, ldb: inFeatures, c: gradient + weightOffset + rows.lowerBound * inFeatures,
+        let dyT = workspace.floats(.transposedOutputGradient, count: rows.count * samples)
+        transpose(outputGradient + rows.lowerBound, rows: samples, cols: rows.count, srcRowStride: outFeatures, into: dyT)
+        gemm(m: rows.count, n: inFeatures, k: samples, a: dyT, aRowStride: samples, aColStride: 1,
+             b: input, ldb: inFeatures, c: gradient + weightOffset + rows.lowerBound * inFeatures,
              ldc: inFeatures, accumulate: false)
         let dBias = gradient + biasOffset + rows.lowerBound
         dBias.update(from: outputGradient + rows.lowerBound, count: rows.count)

@@ -11,6 +11,8 @@ public final class Network {
     /// Layers whose work the layer before them does: a ReLU after a `ReLUFusing` layer. Its
     /// output is the previous layer's output and forward and backward skip it.
     public let fusedIntoPrevious: [Bool]
+    /// The first layer that has parameters (or the last layer, if none has): backward stops there.
+    let firstParameterLayer: Int
 
     public init(spec: ModelSpec, inputShape: [Int], classes: Int, initScheme: InitScheme = .default) throws {
         guard TensorSize.bounded(inputShape) != nil else {
@@ -86,6 +88,7 @@ public final class Network {
         }
         self.layers = layers
         parameterRanges = ranges
+        firstParameterLayer = ranges.firstIndex { !$0.isEmpty } ?? layers.count - 1
         fusedIntoPrevious = fused
         self.layout = layout
         loss = spec.tokens.last == .logSoftmax ? .nll : .crossEntropy
@@ -108,19 +111,20 @@ public final class Network {
 
     /// Backpropagates `activations.outputGradient` through every layer, each layer writing
     /// (not adding) its parameters' gradients into the pass's chunk partials, or deferring them
-    /// (`DeferredGradients`). The first layer's input gradient is skipped.
+    /// (`DeferredGradients`). No gradient flows below the first layer with parameters: its
+    /// input gradient is skipped, and so are the parameterless layers before it (a Flatten).
     /// `layerDone(l)` runs as soon as layer l's parameter gradients are complete, so that
     /// their reduction can overlap the rest of backward.
     public func backward(_ activations: Activations, _ pass: Pass, layerDone: ((Int) throws -> Void)? = nil) throws {
         var gradient = activations.outputGradient
         var spare = activations.gradientScratch
         for l in layers.indices.reversed() {
-            if fusedIntoPrevious[l] {
+            if fusedIntoPrevious[l] || l < firstParameterLayer {
                 try layerDone?(l)
                 continue
             }
             let input = l == 0 ? activations.input : activations.outputs[l - 1]
-            let dx: UnsafeMutablePointer<Float>? = l == 0 ? nil : spare
+            let dx: UnsafeMutablePointer<Float>? = l == firstParameterLayer ? nil : spare
             try layers[l].backward(dx, gradient, input, activations.outputs[l], pass)
             try layerDone?(l)
             if let dx {

@@ -89,7 +89,8 @@ public final class WholeBatchGradients {
         func run(index t: Int, workspace: Workspace) {
             let blocks = ParallelExecutor.part(t, of: slices, 0..<((layer.outputSize + 7) / 8))
             let rows = min(blocks.lowerBound * 8, layer.outputSize)..<min(blocks.upperBound * 8, layer.outputSize)
-            layer.factoredGradients(input: input, outputGradient: outputGradient, samples: samples, rows: rows, into: gradient)
+            layer.factoredGradients(input: input, outputGradient: outputGradient, samples: samples, rows: rows,
+                                    into: gradient, workspace: workspace)
         }
     }
 }
