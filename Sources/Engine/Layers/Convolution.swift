@@ -81,9 +81,11 @@ public final class Conv2d: ReLUFusing {
                 }
             }
             im2colOffsets = (rowOffsets, positionOffsets)
-            // Few weights per filter (conv1's 9): building the im2col matrix moves fewer floats
-            // than transposing the product would, so forward does that instead.
-            weightTransposed = fanIn >= outChannels ? .allocate(capacity: fanIn * outChannels) : nil
+            // Positions as the product's rows pay off when a filter has more weights than there
+            // are filters and the filters fill whole 16-lane vectors (the product's columns);
+            // else forward builds the im2col matrix (conv1's 9 weights per filter; 24 or 50
+            // filters, measured faster so) and the product's columns are the positions.
+            weightTransposed = fanIn >= outChannels && outChannels % 16 == 0 ? .allocate(capacity: fanIn * outChannels) : nil
             weightByTap = .allocate(capacity: fanIn * outChannels)
         }
     }
