@@ -163,7 +163,7 @@ def torch_train(rank, ranks, threads, steps, port, queue):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     if ranks > 1:
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")  # scripts/bench_scaling.py: another host
         os.environ["MASTER_PORT"] = str(port)
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         dist.init_process_group("gloo", rank=rank, world_size=ranks)
