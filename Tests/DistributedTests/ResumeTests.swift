@@ -42,6 +42,42 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(serial.digest, try Self.reference)
     }
 
+    /// AdamW with clipping and label smoothing, written on 2 ranks: its moments are in the
+    /// checkpoint, and resuming on 3 ranks or on 1 ends with the uninterrupted run's bits.
+    func testAdamRunWrittenOnTwoRanksResumesOnThreeAndOne() throws {
+        let adam = Self.common + ["--optimizer", "adamw", "--lr", "0.002", "--clip-grad-norm", "1", "--label-smoothing", "0.1"]
+        let uninterrupted = try runTrainer(adam, timeout: 300)
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
+        let dir = TestSupport.temporaryDirectory("resume-adam")
+        let first = try runTrainer(adam + ["--checkpoint-dir", dir, "--max-steps", "13"], ranks: 2, timeout: 300)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let (state, network) = try loadCheckpoint(path: "\(dir)/checkpoint-000000013.scnn")
+        XCTAssertEqual(state.optimizerState.count, 2 * network.parameterCount, "AdamW's two moments")
+        let copy = TestSupport.temporaryDirectory("resume-adam-copy")
+        try FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: dir, toPath: copy)
+        for (ranks, directory) in [(3, dir), (1, copy)] {
+            let resumed = try runTrainer(adam + ["--checkpoint-dir", directory, "--resume"], ranks: ranks == 1 ? nil : ranks, timeout: 300)
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            XCTAssertTrue(resumed.stdout.contains("at step 13"), resumed.stdout)
+            XCTAssertEqual(resumed.digest, uninterrupted.digest, "resumed on \(ranks) rank(s)")
+        }
+    }
+
+    /// A format-2 checkpoint from the build before Adam (Tests/EngineTests/Fixtures) resumes to
+    /// the bits that build gave for the uninterrupted run: SGD's update and state are unchanged.
+    func testFormat2CheckpointResumesToTheOldBuildsBits() throws {
+        let dir = TestSupport.temporaryDirectory("resume-v2")
+        try FileManager.default.copyItem(atPath: TestSupport.fixtureDirectory.appendingPathComponent("checkpoint-v2-sgd-step3.scnn").path,
+                                         toPath: "\(dir)/checkpoint-000000003.scnn")
+        let resumed = try runTrainer(["train", "--model", "conv4k3-relu-maxpool2-fc", "--data", "synthetic:64:16", "--batch-size", "16",
+                                      "--chunk-size", "8", "--max-steps", "6", "--checkpoint-dir", dir, "--resume"], timeout: 300)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("at step 3"), resumed.stdout)
+        // swift-cnn-train at cb91230, the same flags without the checkpoint.
+        XCTAssertEqual(resumed.digest, "3d6009fd3dc8a93f5ba484da19041ef8243d35f38d41821d9778c5fe03eade2f")
+    }
+
     func testCorruptNewestCheckpointIsSkippedWithAReason() throws {
         let dir = TestSupport.temporaryDirectory("skip")
         let first = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--checkpoint-every", "10", "--max-steps", "30"], timeout: 300)
