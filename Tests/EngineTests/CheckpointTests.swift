@@ -131,6 +131,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(h.clipGradNorm, 0)
         XCTAssertEqual(h.labelSmoothing, 0)
         XCTAssertEqual(checkpoint.manifest.step, 3)
+        XCTAssertEqual(checkpoint.fileVersion, 2)
         XCTAssertEqual(checkpoint.optimizerState.count, network.parameterCount)
         XCTAssertTrue(checkpoint.optimizerState.contains { $0 != 0 }, "the momentum was read")
     }

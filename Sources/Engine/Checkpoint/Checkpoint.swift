@@ -34,6 +34,8 @@ public struct Checkpoint: Sendable {
     /// The optimizer's state tensors (`Optimizer.stateNames`), one after the other, each one
     /// float per parameter.
     public var optimizerState: [Float]
+    /// The format version of the file it was read from (`formatVersion` when made in memory).
+    public var fileVersion = formatVersion
 
     public init(manifest: CheckpointManifest, parameters: [Float], buffers: [Float], optimizerState: [Float]) {
         self.manifest = manifest
@@ -133,8 +135,10 @@ public struct Checkpoint: Sendable {
             values[i] = Float(bitPattern: UInt32(littleEndianBytes: payload[(4 * i)..<(4 * i + 4)]))
         }
         let p = layout.parameterCount, b = layout.bufferCount
-        return Checkpoint(manifest: manifest, parameters: Array(values[0..<p]), buffers: Array(values[p..<(p + b)]),
-                          optimizerState: Array(values[(p + b)...]))
+        var checkpoint = Checkpoint(manifest: manifest, parameters: Array(values[0..<p]), buffers: Array(values[p..<(p + b)]),
+                                    optimizerState: Array(values[(p + b)...]))
+        checkpoint.fileVersion = UInt32(littleEndianBytes: bytes[8..<12])
+        return checkpoint
     }
 
     /// zlib's CRC-32, as stored in the header for the manifest.
