@@ -18,7 +18,7 @@ final class OptimizerFixtureTests: XCTestCase {
     /// Three steps from p0 with gradients grads[0], grads[1], grads[2]: the parameters after
     /// each, and the moments after the last. Every step is also applied in three slices (as
     /// threads apply it), which must give the same bits.
-    func checkAdam(_ name: String, _ kind: Optimizer.Kind, betas: (Float, Float), epsilon: Float, weightDecay: Float) throws {
+    func checkAdam(_ name: String, _ kind: Optimizer.Kind, betas: (Double, Double), epsilon: Float, weightDecay: Float) throws {
         let fixture = try Fixture.load(name)
         let call = "\(kind == .adam ? "Adam" : "AdamW")([p], lr=0.01, betas=(\(betas.0), \(betas.1)), eps=\(epsilon == 1e-8 ? "1e-08" : "1e-06"), weight_decay=\(weightDecay == 0 ? "0" : "\(weightDecay)")"
         XCTAssertTrue(fixture.call.contains(call), "\(name): the fixture's optimizer changed: \(fixture.call)")

@@ -19,10 +19,11 @@ public struct Optimizer: Codable, Sendable, Equatable {
     public var weightDecay: Float = 0
     /// SGD with Nesterov momentum.
     public var nesterov = false
-    /// Adam's decay rates of the first and second moments, and the term added to the
-    /// denominator.
-    public var beta1: Float = 0.9
-    public var beta2: Float = 0.999
+    /// Adam's decay rates of the first and second moments: Double, as PyTorch takes them from
+    /// Python, so that 1 − β and βᵗ are PyTorch's (1 − 0.999f would be 1.3e-5 off 0.001).
+    public var beta1 = 0.9
+    public var beta2 = 0.999
+    /// Adam's term added to the denominator.
     public var epsilon: Float = 1e-8
 
     public init(kind: Kind = .sgd, momentum: Float = 0.9, weightDecay: Float = 0, nesterov: Bool = false) {
@@ -36,8 +37,8 @@ public struct Optimizer: Codable, Sendable, Equatable {
         self.init(momentum: try c.decode(Float.self, forKey: .momentum), weightDecay: try c.decode(Float.self, forKey: .weightDecay),
                   nesterov: try c.decode(Bool.self, forKey: .nesterov))
         kind = try c.decodeIfPresent(Kind.self, forKey: .kind) ?? kind
-        beta1 = try c.decodeIfPresent(Float.self, forKey: .beta1) ?? beta1
-        beta2 = try c.decodeIfPresent(Float.self, forKey: .beta2) ?? beta2
+        beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? beta1
+        beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? beta2
         epsilon = try c.decodeIfPresent(Float.self, forKey: .epsilon) ?? epsilon
     }
 

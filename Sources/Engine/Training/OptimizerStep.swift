@@ -19,7 +19,8 @@ public struct OptimizerStep: Sendable {
     /// Adam's (1 − β1) for the lerp, and whether it takes the form for weights ≥ 0.5.
     let firstMomentWeight: Float
     let lerpFromEnd: Bool
-    let secondMomentWeight: Float
+    /// Adam's β2 and 1 − β2.
+    let secondMomentDecay, secondMomentWeight: Float
     let stepSize: Float
     let biasCorrection2Root: Float
     /// AdamW's factor 1 − lr·wd.
@@ -31,9 +32,10 @@ public struct OptimizerStep: Sendable {
         self.optimizer = optimizer
         self.learningRate = learningRate
         self.gradientScale = gradientScale
-        let t = step + 1, (beta1, beta2) = (Double(optimizer.beta1), Double(optimizer.beta2))
+        let t = step + 1, (beta1, beta2) = (optimizer.beta1, optimizer.beta2)
         firstMomentWeight = Float(1 - beta1)
         lerpFromEnd = !(1 - beta1 < 0.5)
+        secondMomentDecay = Float(beta2)
         secondMomentWeight = Float(1 - beta2)
         stepSize = Float(Double(learningRate) / (1 - ScalarMath.power(beta1, t)))
         biasCorrection2Root = Float((1 - ScalarMath.power(beta2, t)).squareRoot())
@@ -85,7 +87,7 @@ public struct OptimizerStep: Sendable {
             g = g + optimizer.weightDecay * p
         }
         let m = lerpFromEnd ? g - (g - m) * (1 - firstMomentWeight) : m + firstMomentWeight * (g - m)
-        let v = v * optimizer.beta2 + secondMomentWeight * g * g
+        let v = v * secondMomentDecay + secondMomentWeight * g * g
         let denominator = v.squareRoot() / biasCorrection2Root + optimizer.epsilon
         return (m, v, p - stepSize * (m / denominator))
     }
