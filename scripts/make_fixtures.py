@@ -74,6 +74,25 @@ dy = torch.randn_like(y)
 dx = x.grad
 """
 
+# Three optimizer steps on a flat parameter vector of 37 floats (two vectors of 16 and a tail),
+# each step's gradient given; the parameters after each step and the final state are stored.
+OPTIMIZER_TEMPLATE = """\
+torch.manual_seed({seed})
+p0 = torch.randn(37)
+grads = torch.randn(3, 37)
+p = p0.clone().requires_grad_()
+opt = torch.optim.{cls}([p], lr=0.01, betas={betas}, eps={eps}, weight_decay={wd}, foreach=False)
+after = []
+for g in grads:
+    p.grad = g.clone()
+    opt.step()
+    after.append(p.detach().clone())
+after = torch.stack(after)
+exp_avg, exp_avg_sq = opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]
+"""
+
+OPTIMIZER_NAMES = ["p0", "grads", "after", "exp_avg", "exp_avg_sq"]
+
 GRAD_NAMES = ["x", "weight", "bias", "y", "dy", "dx", "dweight", "dbias"]
 
 SMALL_CASES = {
@@ -185,6 +204,48 @@ loss.backward()
 dlogits = logits.grad
 """,
         ["logits", "labels", "loss", "dlogits"],
+    ),
+    "adam": (OPTIMIZER_TEMPLATE.format(seed=20, cls="Adam", betas=(0.9, 0.999), eps=1e-8, wd=0), OPTIMIZER_NAMES),
+    "adam_l2": (OPTIMIZER_TEMPLATE.format(seed=21, cls="Adam", betas=(0.8, 0.99), eps=1e-6, wd=0.1), OPTIMIZER_NAMES),
+    # β1 = 0.3: torch.lerp's other form (weight 1 − β1 ≥ 0.5).
+    "adamw": (OPTIMIZER_TEMPLATE.format(seed=22, cls="AdamW", betas=(0.3, 0.99), eps=1e-8, wd=0), OPTIMIZER_NAMES),
+    "adamw_decay": (OPTIMIZER_TEMPLATE.format(seed=23, cls="AdamW", betas=(0.8, 0.99), eps=1e-6, wd=0.1), OPTIMIZER_NAMES),
+    "cross_entropy_smoothed": (
+        """\
+torch.manual_seed(14)
+logits = (torch.randn(6, 10) * 3).requires_grad_()
+labels = torch.randint(0, 10, (6,))
+loss = F.cross_entropy(logits, labels, label_smoothing=0.1)  # reduction='mean'
+loss.backward()
+dlogits = logits.grad
+""",
+        ["logits", "labels", "loss", "dlogits"],
+    ),
+    # nll_loss has no label smoothing: a model ending in LogSoftmax gets cross_entropy's
+    # smoothing applied to its log-probabilities (log_softmax leaves them unchanged).
+    "log_softmax_smoothed": (
+        """\
+torch.manual_seed(15)
+logits = (torch.randn(6, 10) * 3).requires_grad_()
+labels = torch.randint(0, 10, (6,))
+loss = F.cross_entropy(F.log_softmax(logits, 1), labels, label_smoothing=0.1)  # reduction='mean'
+loss.backward()
+dlogits = logits.grad
+""",
+        ["logits", "labels", "loss", "dlogits"],
+    ),
+    "clip_grad_norm": (
+        """\
+torch.manual_seed(16)
+grads = [torch.randn(4200) * 0.05, torch.randn(3, 7)]  # more than one 4096-float block
+params = [torch.zeros_like(g, requires_grad=True) for g in grads]
+for p, g in zip(params, grads):
+    p.grad = g.clone()
+norm = torch.nn.utils.clip_grad_norm_(params, max_norm=1.0, foreach=False)
+gradient = torch.cat([g.reshape(-1) for g in grads])
+clipped = torch.cat([p.grad.reshape(-1) for p in params])
+""",
+        ["gradient", "norm", "clipped"],
     ),
     "log_softmax_nll": (
         """\

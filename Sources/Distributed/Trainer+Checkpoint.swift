@@ -5,21 +5,27 @@ extension Trainer {
     public func checkpoint() -> Checkpoint {
         Checkpoint(manifest: CheckpointManifest(model: network.spec.text, inputShape: network.inputShape,
                                                 classes: network.classes, hyperparameters: options.hyperparameters,
-                                                step: step, epoch: epoch, tensors: Checkpoint.tensorTable(layout: network.layout)),
-                   parameters: parameterValues, buffers: bufferValues, velocity: Array(velocity.prefix(network.parameterCount)))
+                                                step: step, epoch: epoch,
+                                                tensors: Checkpoint.tensorTable(layout: network.layout, optimizer: options.hyperparameters.optimizer)),
+                   parameters: parameterValues, buffers: bufferValues, optimizerState: Array(optimizerState.prefix(optimizerStateCount)))
     }
 
+    /// Floats of the optimizer's state: its state tensors, one float per parameter each.
+    var optimizerStateCount: Int { network.parameterCount * options.hyperparameters.optimizer.stateNames.count }
+
     /// Continues from a checkpoint's state; with the same options, training then follows the
-    /// uninterrupted run bit for bit, whatever the rank count (the state is (weights, step)).
+    /// uninterrupted run bit for bit, whatever the rank count (the state is (weights, optimizer
+    /// state, step); Adam's step count is the step).
     /// Every rank must pass the same checkpoint; rank 0's values are broadcast to be sure.
     public func restore(_ checkpoint: Checkpoint) throws {
         let layout = network.layout
-        precondition(checkpoint.parameters.count == layout.parameterCount && checkpoint.buffers.count == layout.bufferCount)
+        precondition(checkpoint.parameters.count == layout.parameterCount && checkpoint.buffers.count == layout.bufferCount
+                     && checkpoint.optimizerState.count == optimizerStateCount)
         _ = parameters.update(from: checkpoint.parameters)
-        _ = velocity.update(from: checkpoint.velocity)
+        _ = optimizerState.update(from: checkpoint.optimizerState)
         for (i, v) in checkpoint.buffers.enumerated() { buffers[i] = v }
         try communicator.broadcast(parameters)
-        try communicator.broadcast(velocity)
+        try communicator.broadcast(optimizerState)
         try communicator.broadcast(buffers)
         // A guard for callers other than the command line, whose start-up agreement already
         // compares the step each rank would resume.

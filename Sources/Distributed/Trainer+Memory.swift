@@ -3,7 +3,7 @@ import Foundation
 
 extension Trainer {
     /// About the bytes a trainer allocates on a rank that holds `localChunks` chunks:
-    /// parameters, gradients and momentum, every local chunk's gradient partials, and for each
+    /// parameters, gradients and the optimizer's state, every local chunk's gradient partials, and for each
     /// local sample its activations (input, every layer's output, two gradient buffers of the
     /// largest layer) plus a tenth for what layers keep for backward (a pool's argmax, batch
     /// norm's normalised input) and the per-thread workspaces, which hold one sample at a time;
@@ -12,7 +12,8 @@ extension Trainer {
     /// Within about 10 % of the peak resident size of seed-cnn, seed-cnn-bn and letters-cnn
     /// runs (docs/reliability.md).
     public static func estimatedBytes(network: Network, options: TrainingOptions, localChunks: Int) -> Int {
-        let state = network.layout.parameterCount * (3 + localChunks) + network.layout.bufferCount
+        let stateTensors = options.hyperparameters.optimizer.stateNames.count
+        let state = network.layout.parameterCount * (2 + stateTensors + localChunks) + network.layout.bufferCount
             + WholeBatchGradients.gatheredFloats(of: network, batchSize: options.hyperparameters.batchSize)
         let activations = Activations.floatsPerSample(of: network)
         return 4 * (state + localChunks * options.hyperparameters.chunkSize * (activations + activations / 10))

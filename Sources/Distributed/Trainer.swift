@@ -32,8 +32,8 @@ public enum StepPhase {
 /// everything summed over samples is summed within each chunk in Float, then across chunks
 /// and ranks exactly (`ExactReducer`), and every rank applies the same update. The weights
 /// after every step are therefore a function of the hyperparameters and the data alone, never
-/// of the rank or thread count — and, since the state is (weights, momentum, step), never of
-/// where a run was interrupted.
+/// of the rank or thread count — and, since the state is (weights, optimizer state, step), never
+/// of where a run was interrupted.
 public final class Trainer {
     public let network: Network
     public let options: TrainingOptions
@@ -46,9 +46,12 @@ public final class Trainer {
 
     let parameters: UnsafeMutableBufferPointer<Float>
     let buffers: UnsafeMutableBufferPointer<Float>
-    let velocity: UnsafeMutableBufferPointer<Float>
+    /// The optimizer's state tensors (`Optimizer.stateNames`), each `parameterCount` floats.
+    let optimizerState: UnsafeMutableBufferPointer<Float>
     /// The gradient summed over the global batch, after a step's reduction.
     let gradient: UnsafeMutableBufferPointer<Float>
+    /// With --clip-grad-norm: the gradient's norm, computed in a fixed order.
+    let gradientNorm: GradientNorm?
     /// This rank's chunks of every global batch, their gradient partials, loss and correct counts.
     let localChunks: Range<Int>
     let chunkGradients: UnsafeMutableBufferPointer<Float>
@@ -98,8 +101,9 @@ public final class Trainer {
         _ = parameters.update(from: initialParameters)
         buffers = zeros(layout.bufferCount)
         _ = buffers.update(from: initialBuffers)
-        velocity = zeros(layout.parameterCount)
+        optimizerState = zeros(layout.parameterCount * h.optimizer.stateNames.count)
         gradient = zeros(layout.parameterCount)
+        gradientNorm = h.clipGradNorm > 0 ? GradientNorm(count: layout.parameterCount) : nil
         localChunks = chunkRange(rank: communicator.rank, ranks: communicator.size, chunks: h.chunksPerBatch)
         let localSamples = localChunks.count * h.chunkSize
         chunkGradients = zeros(localChunks.count * layout.parameterCount)
@@ -121,7 +125,7 @@ public final class Trainer {
     }
 
     deinit {
-        for p in [parameters, buffers, velocity, gradient, chunkGradients, chunkLoss] { p.deallocate() }
+        for p in [parameters, buffers, optimizerState, gradient, chunkGradients, chunkLoss] { p.deallocate() }
         labels.deallocate()
         chunkCorrect.deallocate()
     }
@@ -152,7 +156,7 @@ public final class Trainer {
             // (Closures only with a probe: a context per step would allocate.)
             try network.forward(activations, pass, layerDone: probe.map { probe in { probe(.forward(layer: $0)) } })
             network.loss.evaluate(outputs: activations.output, labels: labels.baseAddress!, classes: network.classes,
-                                  pass: pass, gradient: activations.outputGradient,
+                                  labelSmoothing: hyperparameters.labelSmoothing, pass: pass, gradient: activations.outputGradient,
                                   chunkLoss: chunkLoss.baseAddress!, chunkCorrect: chunkCorrect.baseAddress!)
             probe?(.lossEvaluated)
             // Backward, then the gradients summed over the global batch. Collectives: each
@@ -186,12 +190,18 @@ public final class Trainer {
             counts[0] = chunkCorrect.reduce(0, +)
             counts[1] = StopSignal.requested ? 1 : 0
             try communicator.allreduceSum(&counts)
-            // The update: elementwise on identical inputs, so slicing it over the threads
-            // changes no bit and every rank holds the same weights (§2.6).
+            // The update: elementwise on identical inputs (the clipping coefficient too, from a
+            // norm summed in a fixed order), so slicing it over the threads changes no bit and
+            // every rank holds the same weights (§2.6).
+            let scale = gradientNorm.map {
+                GradientNorm.clippingCoefficient(maxNorm: hyperparameters.clipGradNorm,
+                                                 norm: $0.norm(of: gradient.baseAddress!, executor: executor))
+            } ?? 1
             let slices = executor.threadCount
             executor.run(count: slices, UpdateParameters(
-                optimizer: hyperparameters.optimizer, rate: learningRate(atStep: step), slices: slices,
-                parameterCount: parameterCount, p: parameters.baseAddress!, g: gradient.baseAddress!, v: velocity.baseAddress!))
+                step: OptimizerStep(hyperparameters.optimizer, learningRate: learningRate(atStep: step), step: step, gradientScale: scale),
+                slices: slices, parameterCount: parameterCount, p: parameters.baseAddress!, g: gradient.baseAddress!,
+                state: optimizerState.baseAddress!))
             let result = StepResult(step: step, epoch: epoch, loss: lossSum / Float(hyperparameters.batchSize),
                                     accuracy: Double(counts[0]) / Double(hyperparameters.batchSize), stopRequested: counts[1] > 0)
             step += 1
@@ -217,15 +227,14 @@ public final class Trainer {
 
     /// The optimizer's step on slice t of the parameters.
     private struct UpdateParameters: ParallelTask {
-        let optimizer: SGD
-        let rate: Float
+        let step: OptimizerStep
         let slices, parameterCount: Int
-        let p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
+        let p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>
 
         func run(index t: Int, workspace: Workspace) {
             let part = ParallelExecutor.part(t, of: slices, 0..<parameterCount)
-            optimizer.step(parameters: p + part.lowerBound, gradients: g + part.lowerBound, velocity: v + part.lowerBound,
-                           count: part.count, learningRate: rate)
+            step.apply(parameters: p + part.lowerBound, gradients: g + part.lowerBound, state: state + part.lowerBound,
+                       stateStride: parameterCount, count: part.count)
         }
     }
 

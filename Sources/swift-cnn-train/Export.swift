@@ -9,7 +9,7 @@ struct Export: ParsableCommand {
         Writes every parameter and batch-norm running statistic as F32, named and shaped as \
         the state_dict of the equivalent PyTorch module (conv1.weight [32,1,3,3], \
         bn1.running_mean, fc1.weight [128,1600], …), plus bnN.num_batches_tracked (I64, the \
-        checkpoint's step). Momentum buffers are not exported. The header's __metadata__ holds \
+        checkpoint's step). The optimizer's state is not exported. The header's __metadata__ holds \
         the model spec, input shape (CxHxW), classes, preprocessing (x/255), batch-norm eps \
         and momentum, whether the outputs are logits or log-probabilities, the step and the \
         parameter digest. docs/export.md has the module class and the loading code; \

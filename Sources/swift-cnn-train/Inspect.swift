@@ -35,7 +35,7 @@ struct Inspect: ParsableCommand {
             do {
                 let (loaded, _) = try loadCheckpoint(path: checkpoint)
                 let m = loaded.manifest
-                print("checkpoint \(checkpoint): format \(Checkpoint.formatVersion), verified (zstd and SHA-256 checksums)")
+                print("checkpoint \(checkpoint): format \(loaded.fileVersion), verified (zstd and SHA-256 checksums)")
                 print("step \(m.step) (epoch \(m.epoch + 1)); model \(m.model); input \(m.inputShape.map(String.init).joined(separator: "×")); \(m.classes) classes")
                 print("hyperparameters: " + m.hyperparameters.settings.map { "\(Train.flag($0.name)) \($0.value)" }.joined(separator: ", "))
                 print("payload: \(m.payloadFloats) floats, sha256 \(m.payloadSHA256), byte-shuffled \(m.byteShuffled)")

@@ -66,14 +66,29 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "For --lr-schedule step: the decay factor.")
     var lrGamma = defaults.schedule.gamma
 
-    @Option(parsing: .unconditional, help: "SGD momentum.")
+    @Option(help: "Optimizer: sgd, adam or adamw, with PyTorch's update rules (torch.optim.SGD, Adam, AdamW).")
+    var optimizer = defaults.optimizer.kind
+
+    @Option(parsing: .unconditional, help: "For --optimizer sgd: momentum.")
     var momentum = defaults.optimizer.momentum
 
-    @Option(parsing: .unconditional, help: "L2 weight decay (added to gradients, as torch.optim.SGD).")
+    @Option(parsing: .unconditional, help: "Weight decay: L2 added to the gradients for sgd and adam; decoupled (p ← p·(1 − lr·decay)) for adamw.")
     var weightDecay = defaults.optimizer.weightDecay
 
-    @Flag(help: "Use Nesterov momentum.")
+    @Flag(help: "For --optimizer sgd: use Nesterov momentum.")
     var nesterov = defaults.optimizer.nesterov
+
+    @Option(parsing: .unconditional, help: "For --optimizer adam and adamw: the moments' decay rates β1,β2, each in [0, 1).")
+    var betas = Betas(beta1: defaults.optimizer.beta1, beta2: defaults.optimizer.beta2)
+
+    @Option(parsing: .unconditional, help: "For --optimizer adam and adamw: the term added to the denominator.")
+    var eps = defaults.optimizer.epsilon
+
+    @Option(parsing: .unconditional, help: "Scale the gradient so that its global L2 norm is at most MAX, as torch.nn.utils.clip_grad_norm_ (0: off).")
+    var clipGradNorm = defaults.clipGradNorm
+
+    @Option(parsing: .unconditional, help: "Label smoothing ε in [0, 1] of the training loss, as F.cross_entropy(label_smoothing=ε); also for models ending in logsoftmax (see README). Test losses stay unsmoothed.")
+    var labelSmoothing = defaults.labelSmoothing
 
     @Option(parsing: .unconditional, help: "Seed for initialisation and the sample order.")
     var seed = defaults.seed
@@ -126,7 +141,9 @@ struct Train: ParsableCommand {
         "seed": "--seed", "batchSize": "--batch-size", "chunkSize": "--chunk-size", "epochs": "--epochs",
         "learningRate": "--lr", "schedule.shape": "--lr-schedule", "schedule.warmupSteps": "--warmup-steps",
         "schedule.stepEpochs": "--lr-step-epochs", "schedule.gamma": "--lr-gamma", "optimizer.momentum": "--momentum",
-        "optimizer.weightDecay": "--weight-decay", "optimizer.nesterov": "--nesterov",
+        "optimizer.weightDecay": "--weight-decay", "optimizer.nesterov": "--nesterov", "optimizer.kind": "--optimizer",
+        "optimizer.beta1": "--betas β1", "optimizer.beta2": "--betas β2", "optimizer.epsilon": "--eps",
+        "clipGradNorm": "--clip-grad-norm", "labelSmoothing": "--label-smoothing",
         "layers.batchNormMomentum": "--bn-momentum", "layers.batchNormEpsilon": "--bn-eps", "initialization": "--init",
         "maxSteps": "--max-steps", "threads": "--threads", "checkReplicasEvery": "--check-replicas",
     ]
@@ -154,7 +171,11 @@ struct Train: ParsableCommand {
         o.hyperparameters.schedule.warmupSteps = warmupSteps
         o.hyperparameters.schedule.stepEpochs = lrStepEpochs
         o.hyperparameters.schedule.gamma = lrGamma
-        o.hyperparameters.optimizer = SGD(momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+        o.hyperparameters.optimizer = Optimizer(kind: optimizer, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+        (o.hyperparameters.optimizer.beta1, o.hyperparameters.optimizer.beta2) = (betas.beta1, betas.beta2)
+        o.hyperparameters.optimizer.epsilon = eps
+        o.hyperparameters.clipGradNorm = clipGradNorm
+        o.hyperparameters.labelSmoothing = labelSmoothing
         o.hyperparameters.layers = LayerHyperparameters(batchNormMomentum: bnMomentum, batchNormEpsilon: bnEps)
         o.hyperparameters.initialization = `init`
         o.maxSteps = maxSteps
@@ -195,7 +216,7 @@ struct Train: ParsableCommand {
             }
             let h = options.hyperparameters
             Job.say("model \(modelOptions.model) (\(network.parameterCount.formatted()) parameters); data \(data.train.count) train / \(data.test.count) test of \(data.train.shape.map(String.init).joined(separator: "×")), \(data.train.classes) classes")
-            Job.say("\(communicator.size) rank\(communicator.size == 1 ? "" : "s") × \(options.threads) thread\(options.threads == 1 ? "" : "s"); batch \(h.batchSize) = \(h.chunksPerBatch) chunks of \(h.chunkSize); lr \(h.learningRate) \(h.schedule.summary); \(trainer.stepsPerEpoch) steps per epoch, \(trainer.totalSteps) in all")
+            Job.say("\(communicator.size) rank\(communicator.size == 1 ? "" : "s") × \(options.threads) thread\(options.threads == 1 ? "" : "s"); batch \(h.batchSize) = \(h.chunksPerBatch) chunks of \(h.chunkSize); lr \(h.learningRate) \(h.schedule.summary); \(h.optimizer.summary)\(h.clipGradNorm > 0 ? "; gradient norm clipped to \(h.clipGradNorm)" : "")\(h.labelSmoothing > 0 ? "; label smoothing \(h.labelSmoothing)" : ""); \(trainer.stepsPerEpoch) steps per epoch, \(trainer.totalSteps) in all")
             let progress = Progress(total: trainer.totalSteps, epochs: h.epochs, batchSize: h.batchSize, logEvery: logEvery,
                                     metrics: preparation.metricsLog, learningRate: trainer.learningRate(atStep:))
             let run = TrainingRun(trainer: trainer, test: data.test, store: store, checkpointEvery: checkpointEvery)
@@ -272,3 +293,4 @@ struct Train: ParsableCommand {
 extension LearningRateSchedule.Shape: ExpressibleByArgument {}
 extension InitScheme: ExpressibleByArgument {}
 extension Reduction: ExpressibleByArgument {}
+extension Optimizer.Kind: ExpressibleByArgument {}

@@ -21,10 +21,16 @@ final class CLITests: XCTestCase {
         let help = try run(["train", "--help"])
         XCTAssertEqual(help.status, 0)
         for option in ["--data", "--model", "--epochs", "--max-steps", "--batch-size", "--chunk-size", "--lr", "--momentum",
-                       "--weight-decay", "--seed", "--threads", "--checkpoint-dir", "--resume", "--reduction", "--metrics"] {
+                       "--weight-decay", "--optimizer", "--betas", "--eps", "--clip-grad-norm", "--label-smoothing",
+                       "--seed", "--threads", "--checkpoint-dir", "--resume", "--reduction", "--metrics"] {
             XCTAssertTrue(help.stdout.contains(option), "--help lacks \(option)")
         }
         XCTAssertTrue(help.stdout.contains("(default: 64)"), help.stdout)
+        // Help wraps its lines: compare with the words joined by single spaces.
+        let words = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        for text in ["(default: 0.9,0.999)", "(values: sgd, adam, adamw; default: sgd)", "(default: 1e-08)"] {
+            XCTAssertTrue(words.contains(text), "--help lacks \(text): \(help.stdout)")
+        }
     }
 
     /// Each bad input: one line on stderr that names the problem, and a non-zero exit.
@@ -42,6 +48,14 @@ final class CLITests: XCTestCase {
             // Negative numbers reach the range checks instead of being taken for flags.
             (["train", "--lr", "-0.1", "--data", "synthetic:100:10"], "--lr must be a positive number (got -0.1)"),
             (["train", "--momentum", "-0.5", "--data", "synthetic:100:10"], "--momentum must be in [0, 1) (got -0.5)"),
+            (["train", "--optimizer", "rmsprop"], "The value 'rmsprop' is invalid for '--optimizer <optimizer>'"),
+            (["train", "--betas", "0.9"], "The value '0.9' is invalid for '--betas <betas>'"),
+            (["train", "--betas", "0.9,1", "--data", "synthetic:100:10"], "--betas β2 must be in [0, 1) (got 1.0)"),
+            (["train", "--eps", "0", "--data", "synthetic:100:10"], "--eps must be a positive number (got 0.0)"),
+            (["train", "--optimizer", "adamw", "--nesterov", "--data", "synthetic:100:10"],
+             "--nesterov applies only to --optimizer sgd (got adamw)"),
+            (["train", "--clip-grad-norm", "-1", "--data", "synthetic:100:10"], "--clip-grad-norm must be a number ≥ 0, 0 for off (got -1.0)"),
+            (["train", "--label-smoothing", "1.5", "--data", "synthetic:100:10"], "--label-smoothing must be in [0, 1] (got 1.5)"),
             (["train", "--batch-size", "-8"], "--batch-size must be at least 1 (got -8)"),
             (["train", "--epochs", "-1"], "--epochs must be at least 1 (got -1)"),
             (["train", "--log-every", "-3"], "--log-every must be at least 1 (got -3)"),

@@ -47,7 +47,7 @@ final class CNNStepFixtureTests: XCTestCase {
         options.hyperparameters.epochs = 2
         options.hyperparameters.learningRate = 0.05
         options.hyperparameters.schedule.shape = .constant
-        options.hyperparameters.optimizer = SGD(momentum: 0.9, weightDecay: 5e-4)
+        options.hyperparameters.optimizer = Optimizer(momentum: 0.9, weightDecay: 5e-4)
         options.threads = threads
         let trainer = try Trainer(network: network, batches: FormulaBatch(), options: options, communicator: SerialCommunicator())
         var parameters: [Float] = [], buffers: [Float] = []

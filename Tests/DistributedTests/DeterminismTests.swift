@@ -35,6 +35,19 @@ final class DeterminismTests: XCTestCase {
         try checkAllRankCounts("mlp")
     }
 
+    /// Adam with gradient clipping (whose norm every rank and thread count must compute to the
+    /// same bits) and label smoothing; without the clipping the digest differs, so it acted.
+    func testAdamWithClippingAndLabelSmoothingGivesTheSerialBitsOnTwoAndThreeRanks() throws {
+        let unclipped = ["--optimizer", "adam", "--lr", "0.002", "--label-smoothing", "0.1"]
+        let flags = unclipped + ["--clip-grad-norm", "1"]
+        let serial = try digest("seed-cnn-bn", ranks: nil, threads: 1, extra: flags)
+        XCTAssertEqual(try digest("seed-cnn-bn", ranks: nil, threads: 2, extra: flags), serial, "serial, 2 threads")
+        for ranks in [2, 3] {
+            XCTAssertEqual(try digest("seed-cnn-bn", ranks: ranks, threads: 1, extra: flags), serial, "\(ranks) ranks")
+        }
+        XCTAssertNotEqual(try digest("seed-cnn-bn", ranks: nil, threads: 1, extra: unclipped), serial, "--clip-grad-norm 1 changed nothing: the gradient norm never exceeded 1")
+    }
+
     func testDigestDependsOnTheSeed() throws {
         XCTAssertNotEqual(try digest("seed-cnn", ranks: nil, threads: 1),
                           try digest("seed-cnn", ranks: nil, threads: 1, extra: ["--seed", "12"]))

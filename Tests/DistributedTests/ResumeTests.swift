@@ -42,6 +42,44 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(serial.digest, try Self.reference)
     }
 
+    /// AdamW with clipping and label smoothing, written on 2 ranks: its moments are in the
+    /// checkpoint, and resuming on 3 ranks or on 1 ends with the uninterrupted run's bits.
+    func testAdamRunWrittenOnTwoRanksResumesOnThreeAndOne() throws {
+        let adam = Self.common + ["--optimizer", "adamw", "--lr", "0.002", "--clip-grad-norm", "1", "--label-smoothing", "0.1"]
+        let uninterrupted = try runTrainer(adam, timeout: 300)
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
+        let dir = TestSupport.temporaryDirectory("resume-adam")
+        let first = try runTrainer(adam + ["--checkpoint-dir", dir, "--max-steps", "13"], ranks: 2, timeout: 300)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let (state, network) = try loadCheckpoint(path: "\(dir)/checkpoint-000000013.scnn")
+        XCTAssertEqual(state.optimizerState.count, 2 * network.parameterCount, "AdamW's two moments")
+        let copy = TestSupport.temporaryDirectory("resume-adam-copy")
+        try FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: dir, toPath: copy)
+        for (ranks, directory) in [(3, dir), (1, copy)] {
+            let resumed = try runTrainer(adam + ["--checkpoint-dir", directory, "--resume"], ranks: ranks == 1 ? nil : ranks, timeout: 300)
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            XCTAssertTrue(resumed.stdout.contains("at step 13"), resumed.stdout)
+            XCTAssertEqual(resumed.digest, uninterrupted.digest, "resumed on \(ranks) rank(s)")
+        }
+    }
+
+    /// A format-2 checkpoint (SGD, from the build before Adam) resumes on 2 ranks to the
+    /// uninterrupted run's bits: the settings it lacks mean what that build did.
+    func testFormat2CheckpointResumesToTheSameBits() throws {
+        let dir = TestSupport.temporaryDirectory("resume-v2")
+        let first = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--max-steps", "13"], timeout: 300)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let path = "\(dir)/checkpoint-000000013.scnn"
+        let bytes = try asFormat2([UInt8](try XCTUnwrap(FileManager.default.contents(atPath: path))))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        XCTAssertEqual(try loadCheckpoint(path: path).0.fileVersion, 2)
+        let resumed = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--resume"], ranks: 2, timeout: 300)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("at step 13"), resumed.stdout)
+        XCTAssertEqual(resumed.digest, try Self.reference)
+    }
+
     func testCorruptNewestCheckpointIsSkippedWithAReason() throws {
         let dir = TestSupport.temporaryDirectory("skip")
         let first = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--checkpoint-every", "10", "--max-steps", "30"], timeout: 300)

@@ -28,10 +28,10 @@ final class CheckpointTests: XCTestCase {
         hyperparameters.schedule.shape = .constant
         let manifest = CheckpointManifest(model: network.spec.text, inputShape: [1, 8, 8], classes: 3,
                                           hyperparameters: hyperparameters, step: 1234, epoch: 3,
-                                          tensors: Checkpoint.tensorTable(layout: layout))
+                                          tensors: Checkpoint.tensorTable(layout: layout, optimizer: hyperparameters.optimizer))
         original = Checkpoint(manifest: manifest, parameters: parameters,
                               buffers: randomFloats(layout.bufferCount, seed: 1, stream: "buffers"),
-                              velocity: randomFloats(layout.parameterCount, seed: 1, stream: "velocity", scale: 1e-3))
+                              optimizerState: randomFloats(layout.parameterCount, seed: 1, stream: "velocity", scale: 1e-3))
     }
 
     func decode(_ bytes: [UInt8]) throws -> Checkpoint {
@@ -41,19 +41,7 @@ final class CheckpointTests: XCTestCase {
     func assertSameState(_ a: Checkpoint, _ b: Checkpoint, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
         assertBitwiseEqual(a.parameters, b.parameters, "\(what): parameters", file: file, line: line)
         assertBitwiseEqual(a.buffers, b.buffers, "\(what): buffers", file: file, line: line)
-        assertBitwiseEqual(a.velocity, b.velocity, "\(what): velocity", file: file, line: line)
-    }
-
-    func littleEndian(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8((value >> (8 * $0)) & 0xFF) } }
-
-    /// The file with its manifest JSON edited and the header's length rewritten to match.
-    func editingManifest(_ bytes: [UInt8], _ edit: (inout [String: Any]) -> Void) throws -> [UInt8] {
-        let (_, payloadStart) = try Checkpoint.manifest(of: bytes, source: source)
-        var json = try JSONSerialization.jsonObject(with: Data(bytes[20..<payloadStart])) as! [String: Any]
-        edit(&json)
-        let text = [UInt8](try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))
-        return Array(bytes[0..<12]) + littleEndian(UInt32(text.count)) + littleEndian(Checkpoint.crc32(text)) + text
-            + Array(bytes[payloadStart...])
+        assertBitwiseEqual(a.optimizerState, b.optimizerState, "\(what): optimizer state", file: file, line: line)
     }
 
     func editingTensor(_ bytes: [UInt8], _ index: Int, _ edit: @escaping (inout [String: Any]) -> Void) throws -> [UInt8] {
@@ -92,11 +80,52 @@ final class CheckpointTests: XCTestCase {
 
     func testFutureFormatVersion() throws {
         var bytes = try original.encoded()
-        bytes[8] = 3
-        assertThrows(.checkpoint, containing: "format version 3, this build reads version 2 (written by a newer swift-cnn-train)",
+        bytes[8] = 4
+        assertThrows(.checkpoint, containing: "format version 4, this build reads versions 2–3 (written by a newer swift-cnn-train)",
                      try decode(bytes))
         bytes[8] = 1
-        assertThrows(.checkpoint, containing: "format version 1, this build reads version 2", try decode(bytes))
+        assertThrows(.checkpoint, containing: "format version 1, this build reads versions 2–3", try decode(bytes))
+    }
+
+    /// AdamW's two moments follow the buffers under PyTorch's state names, and round-trip
+    /// bit for bit; a table that lists SGD's momentum for an Adam run is refused.
+    func testAdamStateRoundTrip() throws {
+        var adam = try XCTUnwrap(original)
+        adam.manifest.hyperparameters.optimizer.kind = .adamw
+        adam.manifest.tensors = Checkpoint.tensorTable(layout: layout, optimizer: adam.manifest.hyperparameters.optimizer)
+        XCTAssertEqual(adam.manifest.tensors.map(\.name).filter { $0.hasSuffix("conv1.weight") },
+                       ["conv1.weight", "exp_avg.conv1.weight", "exp_avg_sq.conv1.weight"])
+        XCTAssertEqual(adam.manifest.tensors.last?.offset, 2 * 159 + 8 + 159 - 3, "exp_avg_sq.fc1.bias")
+        adam.optimizerState = randomFloats(2 * layout.parameterCount, seed: 2, stream: "moments", scale: 1e-3)
+        let decoded = try decode(try adam.encoded())
+        assertSameState(decoded, adam, "adamw")
+        XCTAssertEqual(decoded.manifest.payloadFloats, 3 * 159 + 8)
+        var mislabelled = adam
+        mislabelled.manifest.tensors = original.manifest.tensors
+        assertThrows(.checkpoint, containing: "exp_avg.conv1.weight [4, 1, 3, 3] at 167",
+                     try decode(try mislabelled.encoded()))
+    }
+
+    /// A checkpoint that swift-cnn-train wrote in format 2 (before Adam; the model
+    /// conv4k3-relu-maxpool2-fc after 3 steps on synthetic:64:16) loads as an SGD run with
+    /// clipping and label smoothing off; so does `asFormat2` of ours, as ResumeTests uses it.
+    func testFormat2CheckpointLoadsAsSGD() throws {
+        let path = TestSupport.fixtureDirectory.appendingPathComponent("checkpoint-v2-sgd-step3.scnn").path
+        let bytes = try XCTUnwrap(FileManager.default.contents(atPath: path))
+        XCTAssertEqual(bytes[8], 2, "the fixture's format version")
+        let (checkpoint, network) = try loadCheckpoint(path: path)
+        let h = checkpoint.manifest.hyperparameters
+        XCTAssertEqual(h.optimizer, Optimizer(momentum: 0.9), "the settings format 2 lacks take their defaults")
+        XCTAssertEqual(h.clipGradNorm, 0)
+        XCTAssertEqual(h.labelSmoothing, 0)
+        XCTAssertEqual(checkpoint.manifest.step, 3)
+        XCTAssertEqual(checkpoint.fileVersion, 2)
+        XCTAssertEqual(checkpoint.optimizerState.count, network.parameterCount)
+        XCTAssertTrue(checkpoint.optimizerState.contains { $0 != 0 }, "the momentum was read")
+        let ours = try decode(try asFormat2(try original.encoded()))
+        XCTAssertEqual(ours.fileVersion, 2)
+        XCTAssertEqual(ours.manifest.hyperparameters, original.manifest.hyperparameters)
+        assertSameState(ours, original, "asFormat2")
     }
 
     /// A manifest whose hyperparameters cannot be right (here a chunk size of 0, which would

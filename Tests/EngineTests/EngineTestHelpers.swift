@@ -53,16 +53,16 @@ func withPass<R>(samples: Int, chunkSize: Int, threads: Int = 1, _ body: (Pass) 
 
 /// The mean loss, the gradient with respect to the outputs and the number of correct
 /// predictions of `loss` over `outputs` (one row of `classes` per label).
-func evaluateLoss(_ loss: LossFunction, outputs: [Float], labels: [UInt8], classes: Int, chunkSize: Int,
-                  threads: Int = 1) -> (loss: Double, gradient: [Float], correct: Int64) {
+func evaluateLoss(_ loss: LossFunction, outputs: [Float], labels: [UInt8], classes: Int, labelSmoothing: Float = 0,
+                  chunkSize: Int, threads: Int = 1) -> (loss: Double, gradient: [Float], correct: Int64) {
     let samples = labels.count
     let chunks = (samples + chunkSize - 1) / chunkSize
     var gradient = [Float](repeating: .nan, count: outputs.count)
     var chunkLoss = [Float](repeating: .nan, count: chunks)
     var chunkCorrect = [Int64](repeating: -1, count: chunks)
     withPass(samples: samples, chunkSize: chunkSize, threads: threads) { pass in
-        loss.evaluate(outputs: outputs, labels: labels, classes: classes, pass: pass, gradient: &gradient,
-                      chunkLoss: &chunkLoss, chunkCorrect: &chunkCorrect)
+        loss.evaluate(outputs: outputs, labels: labels, classes: classes, labelSmoothing: labelSmoothing, pass: pass,
+                      gradient: &gradient, chunkLoss: &chunkLoss, chunkCorrect: &chunkCorrect)
     }
     return (chunkLoss.reduce(0) { $0 + Double($1) } / Double(samples), gradient, chunkCorrect.reduce(0, +))
 }

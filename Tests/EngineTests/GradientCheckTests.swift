@@ -140,21 +140,28 @@ final class GradientCheckTests: XCTestCase {
         try check("logsoftmax", samples: 3, chunkSize: 2, x: x, coordinates: 30) { _ in LogSoftmax(shape: [10]) }
     }
 
-    /// The mean cross-entropy over 4 samples in 2 chunks: its gradient with respect to each logit.
-    func testCrossEntropyGradient() {
-        var logits = randomFloats(40, seed: 5, stream: "cross-entropy", scale: 3)
-        let labels: [UInt8] = [3, 0, 9, 3]
-        let analytic = evaluateLoss(.crossEntropy, outputs: logits, labels: labels, classes: 10, chunkSize: 2).gradient
-        for i in logits.indices {
-            let saved = logits[i]
-            logits[i] = saved + Self.epsilon
-            let (up, lossUp) = (logits[i], evaluateLoss(.crossEntropy, outputs: logits, labels: labels, classes: 10, chunkSize: 2).loss)
-            logits[i] = saved - Self.epsilon
-            let (down, lossDown) = (logits[i], evaluateLoss(.crossEntropy, outputs: logits, labels: labels, classes: 10, chunkSize: 2).loss)
-            logits[i] = saved
-            let numeric = (lossUp - lossDown) / (Double(up) - Double(down))
-            XCTAssertLessThanOrEqual(abs(numeric - Double(analytic[i])), Self.tolerance * (1 + abs(numeric)) / 4,
-                                     "d loss / d logit[\(i)]: analytic \(analytic[i]), numeric \(numeric)")
+    /// The mean cross-entropy over 4 samples in 2 chunks, plain and with label smoothing 0.1, and
+    /// the smoothed NLL of log-probabilities: the gradient with respect to each output.
+    func testLossGradients() {
+        for (function, smoothing) in [(LossFunction.crossEntropy, Float(0)), (.crossEntropy, 0.1), (.nll, 0.1)] {
+            let what = "\(function.rawValue), label smoothing \(smoothing)"
+            var outputs = randomFloats(40, seed: 5, stream: "cross-entropy", scale: 3)
+            let labels: [UInt8] = [3, 0, 9, 3]
+            func evaluate() -> (loss: Double, gradient: [Float], correct: Int64) {
+                evaluateLoss(function, outputs: outputs, labels: labels, classes: 10, labelSmoothing: smoothing, chunkSize: 2)
+            }
+            let analytic = evaluate().gradient
+            for i in outputs.indices {
+                let saved = outputs[i]
+                outputs[i] = saved + Self.epsilon
+                let (up, lossUp) = (outputs[i], evaluate().loss)
+                outputs[i] = saved - Self.epsilon
+                let (down, lossDown) = (outputs[i], evaluate().loss)
+                outputs[i] = saved
+                let numeric = (lossUp - lossDown) / (Double(up) - Double(down))
+                XCTAssertLessThanOrEqual(abs(numeric - Double(analytic[i])), Self.tolerance * (1 + abs(numeric)) / 4,
+                                         "\(what): d loss / d output[\(i)]: analytic \(analytic[i]), numeric \(numeric)")
+            }
         }
     }
 }

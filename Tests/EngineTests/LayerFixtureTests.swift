@@ -175,20 +175,46 @@ final class LayerFixtureTests: XCTestCase {
         try check("tanh", samples: 4, chunkSizes: [4, 1], perSampleBitwise: true) { _ in Activation(.tanh, shape: [16]) }
     }
 
-    /// `F.cross_entropy(logits, labels)` (mean over 6 samples) and its gradient.
+    /// `F.cross_entropy(logits, labels)` (mean over 6 samples) and its gradient; and with
+    /// `label_smoothing=0.1`.
     func testCrossEntropy() throws {
-        let fixture = try Fixture.load("cross_entropy")
+        for (name, smoothing) in [("cross_entropy", Float(0)), ("cross_entropy_smoothed", 0.1)] {
+            let fixture = try Fixture.load(name)
+            XCTAssertEqual(fixture.call.contains("label_smoothing=0.1"), smoothing > 0, "\(name): the fixture's call changed")
+            let labels = fixture["labels"].data.map { UInt8($0) }
+            func loss(chunkSize: Int, threads: Int = 1) -> (loss: Double, gradient: [Float], correct: Int64) {
+                evaluateLoss(.crossEntropy, outputs: fixture["logits"].data, labels: labels, classes: 10, labelSmoothing: smoothing,
+                             chunkSize: chunkSize, threads: threads)
+            }
+            let reference = loss(chunkSize: 6)
+            for chunk in [6, 2, 1] {
+                let result = loss(chunkSize: chunk)
+                assertClose([Float(result.loss)], fixture["loss"], tolerance: Self.tolerance, "\(name) loss, chunk \(chunk)")
+                assertClose(result.gradient, fixture["dlogits"], tolerance: Self.tolerance, "\(name) dlogits, chunk \(chunk)")
+                assertBitwiseEqual(result.gradient, reference.gradient, "\(name) dlogits, chunk \(chunk) vs 6")
+                let threaded = loss(chunkSize: chunk, threads: 2)
+                assertBitwiseEqual(threaded.gradient, result.gradient, "\(name) dlogits on 2 threads, chunk \(chunk)")
+                XCTAssertEqual(threaded.loss.bitPattern, result.loss.bitPattern, "\(name) loss on 2 threads, chunk \(chunk)")
+            }
+        }
+    }
+
+    /// A model ending in LogSoftmax with label smoothing 0.1 (README, "Label smoothing"):
+    /// `F.cross_entropy(F.log_softmax(logits, 1), labels, label_smoothing=0.1)`, through our NLL
+    /// on the log-probabilities and the layer's backward.
+    func testLogSoftmaxWithLabelSmoothing() throws {
+        let fixture = try Fixture.load("log_softmax_smoothed")
+        XCTAssertTrue(fixture.call.contains("label_smoothing=0.1"), "the fixture's call changed")
         let labels = fixture["labels"].data.map { UInt8($0) }
-        let reference = evaluateLoss(.crossEntropy, outputs: fixture["logits"].data, labels: labels, classes: 10, chunkSize: 6)
         for chunk in [6, 2, 1] {
-            let result = evaluateLoss(.crossEntropy, outputs: fixture["logits"].data, labels: labels, classes: 10, chunkSize: chunk)
-            assertClose([Float(result.loss)], fixture["loss"], tolerance: Self.tolerance, "loss, chunk \(chunk)")
-            assertClose(result.gradient, fixture["dlogits"], tolerance: Self.tolerance, "dlogits, chunk \(chunk)")
-            assertBitwiseEqual(result.gradient, reference.gradient, "dlogits, chunk \(chunk) vs 6")
-            let threaded = evaluateLoss(.crossEntropy, outputs: fixture["logits"].data, labels: labels, classes: 10,
-                                        chunkSize: chunk, threads: 2)
-            assertBitwiseEqual(threaded.gradient, result.gradient, "dlogits on 2 threads, chunk \(chunk)")
-            XCTAssertEqual(threaded.loss.bitPattern, result.loss.bitPattern, "loss on 2 threads, chunk \(chunk)")
+            let harness = LayerHarness(parameterCount: 0, bufferCount: 0)
+            let layer = LogSoftmax(shape: [10])
+            let (logProbabilities, _, _) = try harness.run(layer, x: fixture["logits"].data,
+                                                           dy: [Float](repeating: 0, count: 60), samples: 6, chunkSize: chunk)
+            let loss = evaluateLoss(.nll, outputs: logProbabilities, labels: labels, classes: 10, labelSmoothing: 0.1, chunkSize: chunk)
+            assertClose([Float(loss.loss)], fixture["loss"], tolerance: Self.tolerance, "smoothed NLL loss, chunk \(chunk)")
+            let (_, dlogits, _) = try harness.run(layer, x: fixture["logits"].data, dy: loss.gradient, samples: 6, chunkSize: chunk)
+            assertClose(dlogits, fixture["dlogits"], tolerance: Self.tolerance, "dlogits, chunk \(chunk)")
         }
     }
 

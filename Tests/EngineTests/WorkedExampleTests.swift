@@ -134,17 +134,31 @@ final class WorkedExampleTests: XCTestCase {
     /// Nesterov, same gradients: step 1 uses g + 0.9·v = 0.6 + 0.54 = 1.14, p = 1 − 0.114 = 0.886.
     func testSGDMomentumAndWeightDecay() {
         var p: [Float] = [1], v: [Float] = [0]
-        let sgd = SGD(momentum: 0.9, weightDecay: 0.1)
-        sgd.step(parameters: &p, gradients: [0.5], velocity: &v, count: 1, learningRate: 0.1)
+        let sgd = Optimizer(momentum: 0.9, weightDecay: 0.1)
+        OptimizerStep(sgd, learningRate: 0.1, step: 0).apply(parameters: &p, gradients: [0.5], state: &v, stateStride: 1, count: 1)
         XCTAssertEqual(p[0], 0.94, accuracy: 1e-6)
         XCTAssertEqual(v[0], 0.6, accuracy: 1e-6)
-        sgd.step(parameters: &p, gradients: [0.5], velocity: &v, count: 1, learningRate: 0.1)
+        OptimizerStep(sgd, learningRate: 0.1, step: 1).apply(parameters: &p, gradients: [0.5], state: &v, stateStride: 1, count: 1)
         XCTAssertEqual(v[0], 1.134, accuracy: 1e-6)
         XCTAssertEqual(p[0], 0.8266, accuracy: 1e-6)
         var q: [Float] = [1], w: [Float] = [0]
-        SGD(momentum: 0.9, weightDecay: 0.1, nesterov: true).step(parameters: &q, gradients: [0.5], velocity: &w, count: 1,
-                                                                  learningRate: 0.1)
+        OptimizerStep(Optimizer(momentum: 0.9, weightDecay: 0.1, nesterov: true), learningRate: 0.1, step: 0)
+            .apply(parameters: &q, gradients: [0.5], state: &w, stateStride: 1, count: 1)
         XCTAssertEqual(q[0], 0.886, accuracy: 1e-6)
+    }
+
+    /// torch.optim.Adam(lr=0.1) on p = 1 with gradient 0.5: m = 0.05, v = 0.00025, and bias
+    /// correction makes the first step lr·sign(g) (m̂ = 0.5, √v̂ = 0.5): p = 0.9, up to eps.
+    /// AdamW(lr=0.1, weight_decay=0.5) first shrinks p to 1 − 0.05 = 0.95, then the same step: 0.85.
+    func testAdamFirstStepIsTheLearningRate() {
+        for (kind, decay, expected) in [(Optimizer.Kind.adam, Float(0), Float(0.9)), (.adamw, 0.5, 0.85)] {
+            var p: [Float] = [1], state: [Float] = [0, 0]
+            OptimizerStep(Optimizer(kind: kind, weightDecay: decay), learningRate: 0.1, step: 0)
+                .apply(parameters: &p, gradients: [0.5], state: &state, stateStride: 1, count: 1)
+            XCTAssertEqual(p[0], expected, accuracy: 1e-6, "\(kind)")
+            XCTAssertEqual(state[0], 0.05, accuracy: 1e-8, "\(kind) exp_avg")
+            XCTAssertEqual(state[1], 0.00025, accuracy: 1e-10, "\(kind) exp_avg_sq")
+        }
     }
 
     /// Average pooling 2×2 of the ramp 1…16 (4×4): window means (1+2+5+6)/4 = 3.5, 5.5, 11.5, 13.5;

@@ -19,7 +19,8 @@ public func loadCheckpoint(bytes: [UInt8], source path: String) throws -> (Check
     } catch {
         throw EngineError.invalidCheckpoint("'\(path)' is not a usable checkpoint: its model cannot be built (\(error))")
     }
-    guard network.layout.parameterCount * 2 + network.layout.bufferCount <= Checkpoint.maximumPayloadFloats else {
+    guard Checkpoint.payloadFloats(layout: network.layout, optimizer: manifest.hyperparameters.optimizer)
+            <= Checkpoint.maximumPayloadFloats else {
         throw EngineError.invalidCheckpoint("'\(path)' is not a usable checkpoint: its model has more than \(Checkpoint.maximumPayloadFloats) floats of state")
     }
     return (try Checkpoint.decode(bytes, source: path, layout: network.layout), network)

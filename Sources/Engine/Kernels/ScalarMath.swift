@@ -92,6 +92,18 @@ public enum ScalarMath {
         return -sum
     }
 
+    /// xⁿ for n ≥ 0 by repeated squaring (a few ulps; Adam's bias corrections β1ᵗ, β2ᵗ).
+    public static func power(_ x: Double, _ n: Int) -> Double {
+        precondition(n >= 0, "power takes n ≥ 0")
+        var (result, base, e) = (1.0, x, n)
+        while e > 0 {
+            if e & 1 == 1 { result *= base }
+            base *= base
+            e >>= 1
+        }
+        return result
+    }
+
     static func expm1Series(_ x: Double) -> Double {
         var term = x
         var sum = x

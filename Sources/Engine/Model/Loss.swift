@@ -9,13 +9,20 @@ public enum LossFunction: String, Sendable {
     /// predicted right; and, if `gradient` is given, ∂loss/∂output for a loss averaged over
     /// `pass.globalSampleCount`.
     ///
-    /// Cross-entropy is computed as in `logSoftmax` (Double, one rounding), its gradient as
-    /// (softmax − onehot)/B; NLL's gradient is −onehot/B.
-    public func evaluate(outputs: UnsafePointer<Float>, labels: UnsafePointer<UInt8>, classes: Int, pass: Pass,
-                         gradient: UnsafeMutablePointer<Float>?,
+    /// With label smoothing ε the target of a sample is q = (1 − ε)·onehot + ε/K over the K
+    /// classes, and its loss −Σ q·log p, as `F.cross_entropy(logits, labels, label_smoothing=ε)`.
+    /// Cross-entropy takes log p as `logSoftmax` does (Double, one rounding) and its gradient is
+    /// (softmax − q)/B. NLL takes the outputs as log p (the model ends in LogSoftmax) and its
+    /// gradient is −q/B: PyTorch's nll_loss has no label smoothing, but this is
+    /// `F.cross_entropy(log_probs, labels, label_smoothing=ε)`, whose loss is the same
+    /// (log_softmax leaves log-probabilities unchanged) and whose gradient differs from −q/B by
+    /// a multiple of softmax, which LogSoftmax's backward maps to 0. With ε = 0, q is the
+    /// one-hot vector exactly and the bits are those of the unsmoothed loss.
+    public func evaluate(outputs: UnsafePointer<Float>, labels: UnsafePointer<UInt8>, classes: Int, labelSmoothing: Float = 0,
+                         pass: Pass, gradient: UnsafeMutablePointer<Float>?,
                          chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>?) {
         pass.forEachChunk(Evaluation(function: self, outputs: outputs, labels: labels, classes: classes,
-                                     batch: Double(pass.globalSampleCount), gradient: gradient,
+                                     smoothing: Double(labelSmoothing), batch: Double(pass.globalSampleCount), gradient: gradient,
                                      chunkLoss: chunkLoss, chunkCorrect: chunkCorrect))
     }
 
@@ -23,6 +30,7 @@ public enum LossFunction: String, Sendable {
         let function: LossFunction
         let outputs: UnsafePointer<Float>, labels: UnsafePointer<UInt8>
         let classes: Int
+        let smoothing: Double
         let batch: Double
         let gradient: UnsafeMutablePointer<Float>?
         let chunkLoss: UnsafeMutablePointer<Float>, chunkCorrect: UnsafeMutablePointer<Int64>?
@@ -31,24 +39,28 @@ public enum LossFunction: String, Sendable {
             let logProbabilities = workspace.floats(.logProbabilities, count: classes)
             var lossSum = 0.0
             var correct: Int64 = 0
+            let (offLabel, onLabel) = (smoothing / Double(classes), 1 - smoothing + smoothing / Double(classes))
             for s in first..<(first + count) {
                 let row = outputs + s * classes
                 let label = Int(labels[s])
                 if chunkCorrect != nil, argmax(row, count: classes) == label { correct += 1 }
+                let logP: UnsafePointer<Float>
                 switch function {
                 case .crossEntropy:
                     logSoftmax(row, count: classes, into: logProbabilities)
-                    lossSum -= Double(logProbabilities[label])
-                    if let gradient {
-                        for i in 0..<classes {
-                            let p = ScalarMath.exp(Double(logProbabilities[i]))
-                            gradient[s * classes + i] = Float((p - (i == label ? 1 : 0)) / batch)
-                        }
-                    }
+                    logP = UnsafePointer(logProbabilities)
                 case .nll:
-                    lossSum -= Double(row[label])
-                    if let gradient {
-                        for i in 0..<classes { gradient[s * classes + i] = i == label ? Float(-1 / batch) : 0 }
+                    logP = row
+                }
+                for i in 0..<classes {
+                    let target = i == label ? onLabel : offLabel
+                    if target != 0 { lossSum -= target * Double(logP[i]) }
+                }
+                if let gradient {
+                    for i in 0..<classes {
+                        let target = i == label ? onLabel : offLabel
+                        let p = function == .crossEntropy ? ScalarMath.exp(Double(logP[i])) : 0
+                        gradient[s * classes + i] = Float((p - target) / batch)
                     }
                 }
             }

@@ -19,7 +19,8 @@ public struct EvaluationResult: Sendable {
 }
 
 /// Evaluates `network` with the given weights on `dataset` in eval mode (batch norm uses its
-/// running statistics). Samples are cut into chunks of `chunkSize`; each rank takes a
+/// running statistics) and its plain loss (label smoothing shapes training, not the measure of
+/// a model). Samples are cut into chunks of `chunkSize`; each rank takes a
 /// contiguous share of the chunks, and the results are combined across ranks.
 public func evaluate(network: Network, parameters: UnsafeMutablePointer<Float>, buffers: UnsafeMutablePointer<Float>,
                      dataset: Dataset, chunkSize: Int, hyper: LayerHyperparameters, executor: ParallelExecutor,

@@ -13,11 +13,34 @@ public struct Hyperparameters: Codable, Sendable, Equatable {
     public var epochs = 5
     public var learningRate: Float = 0.05
     public var schedule = LearningRateSchedule()
-    public var optimizer = SGD()
+    public var optimizer = Optimizer()
+    /// The global gradient norm is clipped to this (`clip_grad_norm_`) before the update; 0: off.
+    public var clipGradNorm: Float = 0
+    /// ε of `cross_entropy(label_smoothing=ε)`: the target puts 1 − ε + ε/K on the label and
+    /// ε/K on each other class; 0: off.
+    public var labelSmoothing: Float = 0
     public var layers = LayerHyperparameters()
     public var initialization = InitScheme.default
 
     public init() {}
+
+    /// Reads checkpoints written before a setting existed (format 2): a missing setting takes
+    /// its default, which means off.
+    public init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        chunkSize = try c.decode(Int.self, forKey: .chunkSize)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        learningRate = try c.decode(Float.self, forKey: .learningRate)
+        schedule = try c.decode(LearningRateSchedule.self, forKey: .schedule)
+        optimizer = try c.decode(Optimizer.self, forKey: .optimizer)
+        clipGradNorm = try c.decodeIfPresent(Float.self, forKey: .clipGradNorm) ?? clipGradNorm
+        labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing) ?? labelSmoothing
+        layers = try c.decode(LayerHyperparameters.self, forKey: .layers)
+        initialization = try c.decode(InitScheme.self, forKey: .initialization)
+    }
 
     public var chunksPerBatch: Int { batchSize / chunkSize }
 
@@ -51,6 +74,19 @@ public struct Hyperparameters: Codable, Sendable, Equatable {
             try fail { "\($0("optimizer.weightDecay")) must be ≥ 0 (got \(optimizer.weightDecay))" }
         }
         if optimizer.nesterov && optimizer.momentum == 0 { try fail { "\($0("optimizer.nesterov")) needs a momentum above 0" } }
+        if optimizer.nesterov && optimizer.kind != .sgd {
+            let kind = optimizer.kind.rawValue
+            try fail { "\($0("optimizer.nesterov")) applies only to \($0("optimizer.kind")) sgd (got \(kind))" }
+        }
+        for (name, beta) in [("optimizer.beta1", optimizer.beta1), ("optimizer.beta2", optimizer.beta2)] where !(beta >= 0 && beta < 1) {
+            try fail { "\($0(name)) must be in [0, 1) (got \(beta))" }
+        }
+        if !(optimizer.epsilon > 0) || !optimizer.epsilon.isFinite {
+            try fail { "\($0("optimizer.epsilon")) must be a positive number (got \(optimizer.epsilon))" }
+        }
+        let (clip, smoothing) = (clipGradNorm, labelSmoothing)
+        if !(clip >= 0) || !clip.isFinite { try fail { "\($0("clipGradNorm")) must be a number ≥ 0, 0 for off (got \(clip))" } }
+        if !(smoothing >= 0 && smoothing <= 1) { try fail { "\($0("labelSmoothing")) must be in [0, 1] (got \(smoothing))" } }
         if !(layers.batchNormMomentum >= 0 && layers.batchNormMomentum <= 1) {
             try fail { "\($0("layers.batchNormMomentum")) must be in [0, 1] (got \(layers.batchNormMomentum))" }
         }
