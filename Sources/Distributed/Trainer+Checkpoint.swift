@@ -3,10 +3,12 @@ import Engine
 extension Trainer {
     /// The full training state after `step` steps.
     public func checkpoint() -> Checkpoint {
-        Checkpoint(manifest: CheckpointManifest(model: network.spec.text, inputShape: network.inputShape,
-                                                classes: network.classes, hyperparameters: options.hyperparameters,
-                                                step: step, epoch: epoch, tensors: Checkpoint.tensorTable(layout: network.layout)),
-                   parameters: parameterValues, buffers: bufferValues, velocity: Array(velocity.prefix(network.parameterCount)))
+        var manifest = CheckpointManifest(model: network.spec.text, inputShape: network.inputShape, classes: network.classes,
+                                          hyperparameters: options.hyperparameters, step: step, epoch: epoch,
+                                          tensors: Checkpoint.tensorTable(layout: network.layout))
+        manifest.normalization = batches.normalization
+        return Checkpoint(manifest: manifest, parameters: parameterValues, buffers: bufferValues,
+                          velocity: Array(velocity.prefix(network.parameterCount)))
     }
 
     /// Continues from a checkpoint's state; with the same options, training then follows the

@@ -16,6 +16,7 @@ public struct Hyperparameters: Codable, Sendable, Equatable {
     public var optimizer = SGD()
     public var layers = LayerHyperparameters()
     public var initialization = InitScheme.default
+    public var data = DataHyperparameters()
 
     public init() {}
 
@@ -55,6 +56,11 @@ public struct Hyperparameters: Codable, Sendable, Equatable {
             try fail { "\($0("layers.batchNormMomentum")) must be in [0, 1] (got \(layers.batchNormMomentum))" }
         }
         if !(layers.batchNormEpsilon > 0) { try fail { "\($0("layers.batchNormEpsilon")) must be positive (got \(layers.batchNormEpsilon))" } }
+        let data = data
+        if !(0...Augmentation.maximumCropPadding).contains(data.augmentation.cropPadding) {
+            try fail { "\($0("data.augmentation")) crop padding must be 0…\(Augmentation.maximumCropPadding) (got \(data.augmentation.cropPadding))" }
+        }
+        if data.validationSamples < 0 { try fail { "\($0("data.validationSamples")) must be 0 or more (got \(data.validationSamples))" } }
     }
 
     /// Every value as (name, value) pairs in declaration order, a nested value's name joined
@@ -71,6 +77,22 @@ public struct Hyperparameters: Codable, Sendable, Equatable {
 }
 
 extension Hyperparameters {
+    /// Decodes a checkpoint's hyperparameters; a field added since the format's version (the
+    /// data settings) takes its default, which means "off", when it is missing.
+    public init(from decoder: Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        seed = try values.decode(UInt64.self, forKey: .seed)
+        batchSize = try values.decode(Int.self, forKey: .batchSize)
+        chunkSize = try values.decode(Int.self, forKey: .chunkSize)
+        epochs = try values.decode(Int.self, forKey: .epochs)
+        learningRate = try values.decode(Float.self, forKey: .learningRate)
+        schedule = try values.decode(LearningRateSchedule.self, forKey: .schedule)
+        optimizer = try values.decode(SGD.self, forKey: .optimizer)
+        layers = try values.decode(LayerHyperparameters.self, forKey: .layers)
+        initialization = try values.decode(InitScheme.self, forKey: .initialization)
+        data = try values.decodeIfPresent(DataHyperparameters.self, forKey: .data) ?? DataHyperparameters()
+    }
+
     /// Fails unless a checkpoint was written with these hyperparameters: resuming with other
     /// values would silently change the weights it promises to reproduce. The initialisation
     /// is behind a resumed run; the epoch count matters only to the cosine schedule.
