@@ -8,7 +8,7 @@ public struct DataSplits: Sendable {
     public let validation: Dataset?
     public let test: Dataset
 
-    init(train: Dataset, validation: Dataset? = nil, test: Dataset) {
+    public init(train: Dataset, validation: Dataset? = nil, test: Dataset) {
         (self.train, self.validation, self.test) = (train, validation, test)
     }
 
