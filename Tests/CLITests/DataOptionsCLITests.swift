@@ -77,7 +77,7 @@ final class DataOptionsCLITests: XCTestCase {
     /// A checkpoint trained without --val-split has no validation split to evaluate.
     func testEvaluatingAValidationSplitNeedsOne() throws {
         let dir = TestSupport.temporaryDirectory("no-validation")
-        XCTAssertEqual(try run(["train", "--data", "synthetic:100:10", "--batch-size", "10", "--model", "mlp", "--max-steps", "1",
+        XCTAssertEqual(try run(["train", "--data", "synthetic:100:10", "--batch-size", "8", "--model", "mlp", "--max-steps", "1",
                                 "--checkpoint-dir", dir]).status, 0)
         let result = try run(["evaluate", "--checkpoint", dir + "/checkpoint-000000001.scnn", "--data", "synthetic:100:10",
                               "--split", "validation"])
