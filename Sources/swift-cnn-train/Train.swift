@@ -87,14 +87,14 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Batch-norm epsilon.")
     var bnEps = defaults.layers.batchNormEpsilon
 
-    @Option(help: ArgumentHelp("Random transforms of each training sample, as its batch is formed (never in evaluation): a comma-separated list of crop<P> (zero-pad P pixels, crop back at random), flip (mirror left-right with probability 0.5; not for digits or letters) and erase (torchvision's RandomErasing: p 0.5, scale 0.02–0.33, ratio 0.3–3.3, value 0), or none. Draws depend on the seed, epoch and sample only.", valueName: "list"),
+    @Option(help: ArgumentHelp("Random transforms of each training sample, as its batch is formed (never in evaluation): a comma-separated list of crop<P> (zero-pad P pixels, crop back at random), flip (mirror left-right with probability 0.5; not for digits or letters) and erase (torchvision's RandomErasing: p 0.5, scale 0.02–0.33, ratio 0.3–3.3, value 0), or none. Draws depend on the seed, epoch and sample only. (default: none)", valueName: "list"),
             transform: Augmentation.init)
     var augment = defaults.data.augmentation
 
     @Flag(help: "Normalise inputs per channel by the training samples' mean and standard deviation (stored in checkpoints; evaluate, predict and export use them).")
     var normalize = defaults.data.normalize
 
-    @Option(name: .customLong("val-split"), parsing: .unconditional, help: "Hold out N training samples (chosen by the seed) as a validation split, evaluated every epoch; the rest are trained on.")
+    @Option(name: .customLong("val-split"), parsing: .unconditional, help: ArgumentHelp("Hold out N training samples (chosen by the seed) as a validation split, evaluated every epoch; the rest are trained on.", valueName: "n"))
     var validationSamples = defaults.data.validationSamples
 
     @Flag(help: "With --val-split and --checkpoint-dir: also keep best.scnn, the checkpoint of the best validation accuracy (never pruned; --resume continues from the newest checkpoint, not from it).")

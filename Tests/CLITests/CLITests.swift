@@ -21,7 +21,8 @@ final class CLITests: XCTestCase {
         let help = try run(["train", "--help"])
         XCTAssertEqual(help.status, 0)
         for option in ["--data", "--model", "--epochs", "--max-steps", "--batch-size", "--chunk-size", "--lr", "--momentum",
-                       "--weight-decay", "--seed", "--threads", "--checkpoint-dir", "--resume", "--reduction", "--metrics"] {
+                       "--weight-decay", "--seed", "--threads", "--checkpoint-dir", "--resume", "--reduction", "--metrics",
+                       "--augment", "--normalize", "--val-split", "--keep-best"] {
             XCTAssertTrue(help.stdout.contains(option), "--help lacks \(option)")
         }
         XCTAssertTrue(help.stdout.contains("(default: 64)"), help.stdout)
