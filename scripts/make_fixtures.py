@@ -95,7 +95,33 @@ OPTIMIZER_NAMES = ["p0", "grads", "after", "exp_avg", "exp_avg_sq"]
 
 GRAD_NAMES = ["x", "weight", "bias", "y", "dy", "dx", "dweight", "dbias"]
 
+# torchvision's training transforms, RandomCrop(padding=2) -> RandomHorizontalFlip -> ToTensor
+# -> Normalize(mean, std) -> RandomErasing(value=0), written out in torch with each random
+# draw fixed (a row of draws: crop top and left in the padded image, flip, erased top, left,
+# height, width), so the Swift test can apply the same draws to the same bytes.
+AUGMENTATION = """\
+torch.manual_seed(21)
+image = torch.randint(0, 256, (3, 6, 5), dtype=torch.uint8)
+mean = torch.tensor([0.3, 0.5, 0.6])
+std = torch.tensor([0.2, 0.25, 0.3])
+draws = torch.tensor([[2, 2, 0, 0, 0, 0, 0], [0, 4, 1, 1, 1, 2, 3], [4, 0, 0, 3, 2, 2, 2],
+                      [1, 3, 1, 0, 0, 0, 0], [4, 4, 1, 5, 4, 1, 1]])
+outputs = []
+for top, left, flip, i, j, h, w in draws.tolist():
+    y = F.pad(image, (2, 2, 2, 2))[:, top:top + 6, left:left + 5]   # RandomCrop(padding=2)
+    if flip:
+        y = y.flip(-1)                                              # RandomHorizontalFlip
+    y = y.float().div(255)                                          # ToTensor
+    y = y.sub(mean[:, None, None]).div(std[:, None, None])          # Normalize
+    y[:, i:i + h, j:j + w] = 0                                      # RandomErasing(value=0)
+    outputs.append(y)
+y = torch.stack(outputs)
+x = image.float()
+draws = draws.float()
+"""
+
 SMALL_CASES = {
+    "augmentation": (AUGMENTATION, ["x", "mean", "std", "draws", "y"]),
     "conv2d_s1p0": (
         CONV_TEMPLATE.format(seed=1, xshape="2, 3, 6, 6", wshape="4, 3, 3, 3",
                              bshape="4", stride=1, padding=0),

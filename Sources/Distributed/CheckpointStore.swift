@@ -4,11 +4,13 @@ import Foundation
 /// A directory of checkpoints named by step (`checkpoint-000000500.scnn`, so names sort by
 /// step). Writes are `OutputFile`'s atomic replace — a temporary file in the same directory,
 /// fsync, rename, fsync the directory — so a crash or a full disk at any instant leaves every
-/// earlier checkpoint loadable. The newest `keep` are kept.
+/// earlier checkpoint loadable. The newest `keep` are kept. With `--keep-best`, `best.scnn`
+/// holds the checkpoint of the best validation accuracy so far: never pruned, and never
+/// what `--resume` continues from (it is not among `checkpoints()`).
 public struct CheckpointStore {
     public let directory: String
     public let keep: Int
-    static let prefix = "checkpoint-", suffix = ".scnn"
+    static let prefix = "checkpoint-", suffix = ".scnn", bestName = "best.scnn"
 
     public init(directory: String, keep: Int = 3) {
         self.directory = directory
@@ -31,7 +33,18 @@ public struct CheckpointStore {
             throw EngineError.invalidCheckpoint("checkpoint directory '\(directory)' is not writable")
         }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        for name in names where name.hasPrefix(CheckpointStore.prefix) && name.hasSuffix(".tmp") { unlink("\(directory)/\(name)") }
+        for name in names where (name.hasPrefix(CheckpointStore.prefix) || name.hasPrefix(CheckpointStore.bestName + "."))
+            && name.hasSuffix(".tmp") {
+            unlink("\(directory)/\(name)")
+        }
+    }
+
+    /// The checkpoint of the best validation accuracy (`--keep-best`).
+    public var bestPath: String { "\(directory)/\(CheckpointStore.bestName)" }
+
+    /// Replaces the best checkpoint atomically, as `write` writes the others.
+    public func writeBest(_ bytes: [UInt8]) throws {
+        try OutputFile(bestPath).write(bytes)
     }
 
     /// Writes atomically, then (only then) prunes old checkpoints; returns the final path. A

@@ -3,11 +3,12 @@ import Engine
 extension Trainer {
     /// The full training state after `step` steps.
     public func checkpoint() -> Checkpoint {
-        Checkpoint(manifest: CheckpointManifest(model: network.spec.text, inputShape: network.inputShape,
-                                                classes: network.classes, hyperparameters: options.hyperparameters,
-                                                step: step, epoch: epoch,
-                                                tensors: Checkpoint.tensorTable(layout: network.layout, optimizer: options.hyperparameters.optimizer)),
-                   parameters: parameterValues, buffers: bufferValues, optimizerState: Array(optimizerState.prefix(optimizerStateCount)))
+        var manifest = CheckpointManifest(model: network.spec.text, inputShape: network.inputShape, classes: network.classes,
+                                          hyperparameters: options.hyperparameters, step: step, epoch: epoch,
+                                          tensors: Checkpoint.tensorTable(layout: network.layout, optimizer: options.hyperparameters.optimizer))
+        manifest.normalization = batches.normalization
+        return Checkpoint(manifest: manifest, parameters: parameterValues, buffers: bufferValues,
+                          optimizerState: Array(optimizerState.prefix(optimizerStateCount)))
     }
 
     /// Floats of the optimizer's state: its state tensors, one float per parameter each.

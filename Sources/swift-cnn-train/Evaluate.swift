@@ -18,7 +18,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Data directory (as for train).")
     var data = "/usr/share/datasets/fashion-mnist"
 
-    @Option(help: "Which split: test or train.")
+    @Option(help: "Which split: test, train (the samples trained on) or validation (held out by the checkpoint's --val-split).")
     var split = Split.test
 
     @Option(parsing: .unconditional, help: "Threads per rank (default: cores ÷ ranks on the node).")
@@ -27,7 +27,7 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try Job.run {
             let (checkpoint, network) = try loadCheckpoint(path: self.checkpoint)
-            let dataset = try loadSplit(split, of: data, for: network, seed: checkpoint.manifest.hyperparameters.seed)
+            let dataset = try loadSplit(split, of: data, for: network, manifest: checkpoint.manifest)
             var parameters = checkpoint.parameters, buffers = checkpoint.buffers + [0]
             let communicator = Job.communicator
             let m = checkpoint.manifest
@@ -55,13 +55,26 @@ extension String {
 
 /// A data set's part that `evaluate` and `predict` read.
 enum Split: String, CaseIterable, ExpressibleByArgument {
-    case test, train
+    case test, train, validation
 }
 
-/// The `split` of the data at `location`, checked to fit a checkpoint's model.
-func loadSplit(_ split: Split, of location: String, for network: Network, seed: UInt64) throws -> Dataset {
-    let splits = try DataSplits.load(location, seed: seed, classes: network.classes)
-    let dataset = split == .test ? splits.test : splits.train
+/// The `split` of the data at `location` as the checkpoint's run saw it — the validation
+/// split held out by its seed, inputs normalised by its statistics — checked to fit its model.
+func loadSplit(_ split: Split, of location: String, for network: Network, manifest: CheckpointManifest) throws -> Dataset {
+    let h = manifest.hyperparameters
+    let splits = try DataSplits.load(location, seed: h.seed, classes: network.classes)
+        .holdingOut(h.data.validationSamples, seed: h.seed).normalized(by: manifest.normalization)
+    let chosen: Dataset
+    switch split {
+    case .test: chosen = splits.test
+    case .train: chosen = splits.train
+    case .validation:
+        guard let validation = splits.validation else {
+            throw UsageError("--split validation: the checkpoint was trained without --val-split, so it has no validation split")
+        }
+        chosen = validation
+    }
+    let dataset = chosen
     guard dataset.shape == network.inputShape else {
         throw EngineError.invalidData("the data (\(dataset.shape.map(String.init).joined(separator: "×"))) does not fit the checkpoint's model (\(network.inputShape.map(String.init).joined(separator: "×")))")
     }

@@ -10,7 +10,8 @@ struct Export: ParsableCommand {
         the state_dict of the equivalent PyTorch module (conv1.weight [32,1,3,3], \
         bn1.running_mean, fc1.weight [128,1600], …), plus bnN.num_batches_tracked (I64, the \
         checkpoint's step). The optimizer's state is not exported. The header's __metadata__ holds \
-        the model spec, input shape (CxHxW), classes, preprocessing (x/255), batch-norm eps \
+        the model spec, input shape (CxHxW), classes, preprocessing (x/255, or with --normalize \
+        (x/255 − mean)/std with normalize_mean and normalize_std per channel), batch-norm eps \
         and momentum, whether the outputs are logits or log-probabilities, the step and the \
         parameter digest. docs/export.md has the module class and the loading code; \
         scripts/check-export checks a checkpoint's export against PyTorch.
@@ -71,13 +72,17 @@ struct Export: ParsableCommand {
             "input_shape": network.inputShape.map(String.init).joined(separator: "x"),
             "classes": String(network.classes),
             "layout": "NCHW",
-            "preprocessing": "x/255",
+            "preprocessing": m.normalization == nil ? "x/255" : "(x/255 - normalize_mean) / normalize_std, per channel",
             "output": network.loss == .nll ? "log_probabilities" : "logits",
             "batch_norm_eps": String(m.hyperparameters.layers.batchNormEpsilon),
             "batch_norm_momentum": String(m.hyperparameters.layers.batchNormMomentum),
             "step": String(m.step),
             "parameter_digest": parameterDigest(parameters: checkpoint.parameters, buffers: checkpoint.buffers),
         ]
+        if let normalization = m.normalization {
+            metadata["normalize_mean"] = normalization.mean.map { "\($0)" }.joined(separator: ",")
+            metadata["normalize_std"] = normalization.std.map { "\($0)" }.joined(separator: ",")
+        }
         if let preset = ModelSpec.presets.first(where: { $0.spec == network.spec.text }) { metadata["preset"] = preset.name }
         return SafetensorsFile(tensors: tensors, metadata: metadata)
     }

@@ -10,7 +10,8 @@ struct Predict: ParsableCommand {
         Output: CSV with the header index,predicted,confidence — the sample's index in the \
         split, the most probable class, and its softmax probability (for a model that ends \
         in logsoftmax, the exponential of its output). --top K adds columns top2,p2,…,topK,pK \
-        with the next most probable classes. Inputs are scaled x/255, as in training; the \
+        with the next most probable classes. Inputs are scaled x/255 (normalised by the \
+        checkpoint's statistics if it was trained with --normalize), as in training; the \
         model runs in eval mode (batch norm uses its running statistics).
 
         With --image, predicts for binary PGM (P5) or PPM (P6) files with maxval 255 instead, \
@@ -32,7 +33,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Data directory or synthetic[:TRAIN[:TEST]] (as for train); not used with --image.")
     var data = "/usr/share/datasets/fashion-mnist"
 
-    @Option(help: "Which split: test or train.")
+    @Option(help: "Which split: test, train (the samples trained on) or validation (held out by the checkpoint's --val-split).")
     var split = Split.test
 
     @Option(parsing: .unconditional, help: "Predict only the first N samples of the split (default: all).")
@@ -76,7 +77,7 @@ struct Predict: ParsableCommand {
                 csv += ([first] + best.flatMap { [String($0.label), String(Float($0.probability))] }).joined(separator: ",") + "\n"
             }
             if image.isEmpty {
-                let dataset = try loadSplit(split, of: data, for: network, seed: checkpoint.manifest.hyperparameters.seed)
+                let dataset = try loadSplit(split, of: data, for: network, manifest: checkpoint.manifest)
                 try predictor.predict(count: min(limit ?? dataset.count, dataset.count),
                                       fill: { dataset.scale($0, into: $1) },
                                       each: { row(String($0), $1) })
@@ -91,7 +92,9 @@ struct Predict: ParsableCommand {
                 let size = network.inputShape.reduce(1, *)
                 try predictor.predict(count: images.count,
                                       fill: { range, input in
-                                          for (slot, i) in range.enumerated() { images[i].scale(into: input + slot * size) }
+                                          for (slot, i) in range.enumerated() {
+                                              images[i].scale(into: input + slot * size, normalization: checkpoint.manifest.normalization)
+                                          }
                                       },
                                       each: { row(csvField(image[$0]), $1) })
             }

@@ -59,12 +59,18 @@ final class Progress: TrainingObserver {
         fflush(stdout)
     }
 
-    func evaluated(after result: StepResult, trainLoss: Double, test: EvaluationResult, partial: Bool) throws {
+    func evaluated(after result: StepResult, trainLoss: Double, validation: EvaluationResult?, test: EvaluationResult,
+                   partial: Bool) throws {
         let label = partial ? "step \(result.step + 1) (epoch \(result.epoch + 1), partial)" : "epoch \(result.epoch + 1)/\(epochs)"
-        Job.say("\(label): train loss \(String(format: "%.4f", trainLoss)), test loss \(String(format: "%.4f", test.loss)), test accuracy \(String(format: "%.2f", 100 * test.accuracy))%, \(String(format: "%.0f", imagesPerSecond)) images/s")
+        let validated = validation.map { ", validation loss \(String(format: "%.4f", $0.loss)), validation accuracy \(String(format: "%.2f", 100 * $0.accuracy))%" } ?? ""
+        Job.say("\(label): train loss \(String(format: "%.4f", trainLoss))\(validated), test loss \(String(format: "%.4f", test.loss)), test accuracy \(String(format: "%.2f", 100 * test.accuracy))%, \(String(format: "%.0f", imagesPerSecond)) images/s")
         guard Job.isRoot, let metrics else { return }
         var entry = record(result, kind: "epoch")
         entry["train_loss"] = trainLoss
+        if let validation {
+            entry["validation_loss"] = Double(validation.loss)
+            entry["validation_accuracy"] = validation.accuracy
+        }
         entry["test_loss"] = Double(test.loss)
         entry["test_accuracy"] = test.accuracy
         try metrics.append(entry)

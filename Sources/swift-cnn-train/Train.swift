@@ -102,6 +102,19 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Batch-norm epsilon.")
     var bnEps = defaults.layers.batchNormEpsilon
 
+    @Option(help: ArgumentHelp("Random transforms of each training sample, as its batch is formed (never in evaluation): a comma-separated list of crop<P> (zero-pad P pixels, crop back at random), flip (mirror left-right with probability 0.5; not for digits or letters) and erase (torchvision's RandomErasing: p 0.5, scale 0.02–0.33, ratio 0.3–3.3, value 0), or none. Draws depend on the seed, epoch and sample only. (default: none)", valueName: "list"),
+            transform: Augmentation.init)
+    var augment = defaults.data.augmentation
+
+    @Flag(help: "Normalise inputs per channel by the training samples' mean and standard deviation (stored in checkpoints; evaluate, predict and export use them).")
+    var normalize = defaults.data.normalize
+
+    @Option(name: .customLong("val-split"), parsing: .unconditional, help: ArgumentHelp("Hold out N training samples (chosen by the seed) as a validation split, evaluated every epoch; the rest are trained on.", valueName: "n"))
+    var validationSamples = defaults.data.validationSamples
+
+    @Flag(help: "With --val-split and --checkpoint-dir: also keep best.scnn, the checkpoint of the best validation accuracy (never pruned; --resume continues from the newest checkpoint, not from it).")
+    var keepBest = false
+
     @Option(parsing: .unconditional, help: "Threads per rank (default: cores ÷ ranks on the node). Does not change the results.")
     var threads: Int?
 
@@ -145,6 +158,7 @@ struct Train: ParsableCommand {
         "optimizer.beta1": "--betas β1", "optimizer.beta2": "--betas β2", "optimizer.epsilon": "--eps",
         "clipGradNorm": "--clip-grad-norm", "labelSmoothing": "--label-smoothing",
         "layers.batchNormMomentum": "--bn-momentum", "layers.batchNormEpsilon": "--bn-eps", "initialization": "--init",
+        "data.augmentation": "--augment", "data.normalize": "--normalize", "data.validationSamples": "--val-split",
         "maxSteps": "--max-steps", "threads": "--threads", "checkReplicasEvery": "--check-replicas",
     ]
     static func flag(_ setting: String) -> String { flags[setting] ?? setting }
@@ -154,6 +168,9 @@ struct Train: ParsableCommand {
         if allowFreshStart && !resume { throw ValidationError("--allow-fresh-start only applies with --resume") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
         if keep < 1 { throw ValidationError("--keep must be at least 1 (got \(keep))") }
+        if keepBest && (validationSamples == 0 || checkpointDir == nil) {
+            throw ValidationError("--keep-best needs --val-split N (N > 0) and --checkpoint-dir DIR")
+        }
         if logEvery < 1 { throw ValidationError("--log-every must be at least 1 (got \(logEvery))") }
         if !(collectiveTimeout >= 0) || !collectiveTimeout.isFinite {
             throw ValidationError("--collective-timeout must be a number of seconds, or 0 to wait forever (got \(collectiveTimeout))")
@@ -178,6 +195,9 @@ struct Train: ParsableCommand {
         o.hyperparameters.labelSmoothing = labelSmoothing
         o.hyperparameters.layers = LayerHyperparameters(batchNormMomentum: bnMomentum, batchNormEpsilon: bnEps)
         o.hyperparameters.initialization = `init`
+        o.hyperparameters.data.augmentation = augment
+        o.hyperparameters.data.normalize = normalize
+        o.hyperparameters.data.validationSamples = validationSamples
         o.maxSteps = maxSteps
         o.threads = threads ?? Job.defaultThreads
         o.reduction = reduction
@@ -191,6 +211,8 @@ struct Train: ParsableCommand {
         let data: DataSplits
         let metricsLog: MetricsLog?
         let resumeFrom: (checkpoint: Checkpoint, path: String)?
+        /// The validation accuracy of the best checkpoint of the run being resumed.
+        let bestValidationAccuracy: Double?
         /// (name, value) pairs every rank must share.
         let settings: [(name: String, value: String)]
     }
@@ -205,8 +227,9 @@ struct Train: ParsableCommand {
             try RankAgreement.agree(prepared.map(\.settings), communicator: communicator)
             let preparation = try prepared.get()
             let (network, data) = (preparation.network, preparation.data)
+            let h = options.hyperparameters
             let trainer = try RankAgreement.together {
-                try Trainer(network: network, batches: ShuffledBatches(data.train, seed: options.hyperparameters.seed),
+                try Trainer(network: network, batches: ShuffledBatches(data.train, seed: h.seed, augmentation: h.data.augmentation),
                             options: options, communicator: communicator)
             }
             StopSignal.install()
@@ -214,12 +237,16 @@ struct Train: ParsableCommand {
                 try RankAgreement.together { try trainer.restore(found.checkpoint) }
                 Job.say("resumed from \(found.path) at step \(trainer.step)")
             }
-            let h = options.hyperparameters
-            Job.say("model \(modelOptions.model) (\(network.parameterCount.formatted()) parameters); data \(data.train.count) train / \(data.test.count) test of \(data.train.shape.map(String.init).joined(separator: "×")), \(data.train.classes) classes")
+            Job.say("model \(modelOptions.model) (\(network.parameterCount.formatted()) parameters); data \(data.train.count) train / \(data.validation.map { "\($0.count) validation / " } ?? "")\(data.test.count) test of \(data.train.shape.map(String.init).joined(separator: "×")), \(data.train.classes) classes")
             Job.say("\(communicator.size) rank\(communicator.size == 1 ? "" : "s") × \(options.threads) thread\(options.threads == 1 ? "" : "s"); batch \(h.batchSize) = \(h.chunksPerBatch) chunks of \(h.chunkSize); lr \(h.learningRate) \(h.schedule.summary); \(h.optimizer.summary)\(h.clipGradNorm > 0 ? "; gradient norm clipped to \(h.clipGradNorm)" : "")\(h.labelSmoothing > 0 ? "; label smoothing \(h.labelSmoothing)" : ""); \(trainer.stepsPerEpoch) steps per epoch, \(trainer.totalSteps) in all")
             let progress = Progress(total: trainer.totalSteps, epochs: h.epochs, batchSize: h.batchSize, logEvery: logEvery,
                                     metrics: preparation.metricsLog, learningRate: trainer.learningRate(atStep:))
-            let run = TrainingRun(trainer: trainer, test: data.test, store: store, checkpointEvery: checkpointEvery)
+            if h.data.augmentation.isEnabled || h.data.normalize {
+                Job.say("augmentation \(h.data.augmentation)" + (data.train.normalization.map { "; normalization \($0.summary)" } ?? ""))
+            }
+            let run = TrainingRun(trainer: trainer, validation: data.validation, test: data.test, store: store,
+                                  checkpointEvery: checkpointEvery, keepBest: keepBest)
+            if keepBest { try RankAgreement.together { try run.resumeBest(preparation.bestValidationAccuracy) } }
             switch try run.run(observer: progress) {
             case .finished(let checkpoint):
                 if let checkpoint { Job.say("checkpoint: \(checkpoint)") }
@@ -238,55 +265,33 @@ struct Train: ParsableCommand {
         let communicator = Job.communicator
         try options.validate(ranks: communicator.size)
         let spec = try ModelSpec(modelOptions.model)
-        let data = try DataSplits.load(modelOptions.data, seed: options.hyperparameters.seed, classes: modelOptions.classes)
+        let h = options.hyperparameters
+        let loaded = try DataSplits.load(modelOptions.data, seed: h.seed, classes: modelOptions.classes)
+        try h.data.augmentation.check(shape: loaded.train.shape)
+        let split = try loaded.holdingOut(h.data.validationSamples, seed: h.seed)
+        let data = split.normalized(by: h.data.normalize ? InputNormalization(statisticsOf: split.train) : nil)
         let network = try Network(spec: spec, inputShape: data.train.shape, classes: data.train.classes,
                                   initScheme: options.hyperparameters.initialization)
         try Trainer.checkMemory(network: network, options: options, rank: communicator.rank,
                                 ranks: communicator.size, ranksOnThisNode: Job.ranksOnThisNode)
         let resumeFrom = try store.flatMap { resume ? try findCheckpoint(in: $0, options: options, spec: spec, network: network) : nil }
+        let resumedBest = resumeFrom.flatMap { bestValidationAccuracy(in: store!, upTo: $0.checkpoint.manifest.step) }
         if Job.isRoot { try store?.prepare() }
         let metricsLog = try metrics.map { try MetricsLog(path: $0) }
         var settings: [(name: String, value: String)] = [
-            ("version", SwiftCNNTrain.configuration.version), ("--model", spec.text), ("data", data.identity),
+            ("version", SwiftCNNTrain.configuration.version), ("--model", spec.text), ("data", loaded.identity),
         ]
         settings += options.hyperparameters.settings.map { (Train.flag($0.name), $0.value) }
         let resumedStep = resumeFrom.map { "\($0.checkpoint.manifest.step)" } ?? "none (from step 0)"
         settings += [
             ("--max-steps", maxSteps.map(String.init) ?? "none"), ("--reduction", reduction.rawValue),
-            ("--check-replicas", "\(checkReplicas)"), ("--checkpoint-every", "\(checkpointEvery)"),
+            ("--check-replicas", "\(checkReplicas)"), ("--checkpoint-every", "\(checkpointEvery)"), ("--keep-best", "\(keepBest)"),
             // Whether, not where: every rank waits for rank 0's writes, but the path may differ.
             ("--checkpoint-dir", checkpointDir == nil ? "not given" : "given"),
             ("the resumed checkpoint's step", resumedStep),
         ]
-        return Preparation(network: network, data: data, metricsLog: metricsLog, resumeFrom: resumeFrom, settings: settings)
-    }
-
-    /// The newest checkpoint that loads and fits these options, every one skipped said with
-    /// its reason; nil to start from step 0 (an empty directory, or --allow-fresh-start).
-    func findCheckpoint(in store: CheckpointStore, options: TrainingOptions, spec: ModelSpec, network: Network) throws
-        -> (checkpoint: Checkpoint, path: String)? {
-        guard FileManager.default.fileExists(atPath: store.directory) else {
-            guard allowFreshStart else {
-                throw UsageError("--resume: checkpoint directory '\(store.directory)' does not exist; check the path, or add --allow-fresh-start to start from step 0")
-            }
-            Job.say("no checkpoint directory '\(store.directory)' yet; starting from step 0")
-            return nil
-        }
-        let search = store.newestValid(load: { try loadCheckpoint(path: $0).0 })
-        search.skipped.forEach(Job.say)
-        guard let found = search.found else {
-            if !search.skipped.isEmpty && !allowFreshStart {
-                throw EngineError.invalidCheckpoint("--resume: no checkpoint in '\(store.directory)' loads (\(search.skipped.count) skipped, reasons above); move them away, or add --allow-fresh-start to start from step 0")
-            }
-            Job.say("no valid checkpoint in \(store.directory); starting from step 0")
-            return nil
-        }
-        let m = found.checkpoint.manifest
-        guard m.model == spec.text, m.inputShape == network.inputShape, m.classes == network.classes else {
-            throw UsageError("'\(found.path)' holds model \(m.model) for \(m.inputShape.map(String.init).joined(separator: "×")) inputs and \(m.classes) classes, not --model \(spec.text) for this data (\(network.inputShape.map(String.init).joined(separator: "×")), \(network.classes) classes); use another --checkpoint-dir")
-        }
-        try options.hyperparameters.checkResumable(m, source: found.path)
-        return found
+        return Preparation(network: network, data: data, metricsLog: metricsLog, resumeFrom: resumeFrom,
+                           bestValidationAccuracy: resumedBest, settings: settings)
     }
 }
 

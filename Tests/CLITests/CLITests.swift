@@ -22,7 +22,8 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(help.status, 0)
         for option in ["--data", "--model", "--epochs", "--max-steps", "--batch-size", "--chunk-size", "--lr", "--momentum",
                        "--weight-decay", "--optimizer", "--betas", "--eps", "--clip-grad-norm", "--label-smoothing",
-                       "--seed", "--threads", "--checkpoint-dir", "--resume", "--reduction", "--metrics"] {
+                       "--seed", "--threads", "--checkpoint-dir", "--resume", "--reduction", "--metrics",
+                       "--augment", "--normalize", "--val-split", "--keep-best"] {
             XCTAssertTrue(help.stdout.contains(option), "--help lacks \(option)")
         }
         XCTAssertTrue(help.stdout.contains("(default: 64)"), help.stdout)

@@ -112,7 +112,8 @@ final class PredictTests: XCTestCase {
             (["predict", "--checkpoint", dir + "/none.scnn"], 1, "cannot read checkpoint '\(dir)/none.scnn'"),
             (predict + ["--top", "11", "--data", TrainedModel.data], 64, "--top 11 is more than the model's 10 classes"),
             (predict + ["--top", "0"], 64, "--top must be at least 1"),
-            (predict + ["--split", "validation"], 64, "The value 'validation' is invalid for '--split <split>'"),
+            (predict + ["--split", "holdout"], 64, "The value 'holdout' is invalid for '--split <split>'"),
+            (predict + ["--split", "validation"], 64, "--split validation: the checkpoint was trained without --val-split"),
             (predict + ["--limit", "5", "--image", dir + "/a.pgm"], 64, "--limit applies to --data, not to --image"),
         ]
         for (arguments, status, message) in cases {

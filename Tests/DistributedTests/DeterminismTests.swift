@@ -48,6 +48,19 @@ final class DeterminismTests: XCTestCase {
         XCTAssertNotEqual(try digest("seed-cnn-bn", ranks: nil, threads: 1, extra: unclipped), serial, "--clip-grad-norm 1 changed nothing: the gradient norm never exceeded 1")
     }
 
+    /// Augmentation, normalisation and a validation split keep the contract: 1200 − 800 held
+    /// out leaves 400 samples, 8 steps per epoch, so the 12 steps cross into epoch 2's draws.
+    func testDataOptionsGiveTheSerialBitsOnTwoAndThreeRanks() throws {
+        let options = ["--augment", "crop3,flip,erase", "--normalize", "--val-split", "800"]
+        let serial = try digest("seed-cnn-bn", ranks: nil, threads: 1, extra: options)
+        XCTAssertEqual(try digest("seed-cnn-bn", ranks: nil, threads: 2, extra: options), serial, "serial, 2 threads")
+        for ranks in [2, 3] {
+            XCTAssertEqual(try digest("seed-cnn-bn", ranks: ranks, threads: 1, extra: options), serial, "\(ranks) ranks")
+        }
+        XCTAssertNotEqual(try digest("seed-cnn-bn", ranks: nil, threads: 1, extra: ["--val-split", "800"]), serial,
+                          "augmentation and normalisation change the training")
+    }
+
     func testDigestDependsOnTheSeed() throws {
         XCTAssertNotEqual(try digest("seed-cnn", ranks: nil, threads: 1),
                           try digest("seed-cnn", ranks: nil, threads: 1, extra: ["--seed", "12"]))

@@ -80,6 +80,32 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(resumed.digest, try Self.reference)
     }
 
+    /// With augmentation (whose draws follow the epoch), normalisation and a validation split:
+    /// written on 3 ranks, resumed on 2 and serially, the uninterrupted run's bits.
+    func testAugmentedRunResumesOnOtherRankCounts() throws {
+        // 960 − 192 held out: 16 steps per epoch, 32 in all; the stop at 21 is inside epoch 2.
+        let arguments = Self.common + ["--augment", "crop3,flip,erase", "--normalize", "--val-split", "192"]
+        let reference = try runTrainer(arguments, timeout: 300)
+        XCTAssertEqual(reference.status, 0, reference.stderr)
+        let dir = TestSupport.temporaryDirectory("resume-augment")
+        let first = try runTrainer(arguments + ["--checkpoint-dir", dir, "--checkpoint-every", "7", "--max-steps", "21"],
+                                   ranks: 3, timeout: 300)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let copy = TestSupport.temporaryDirectory("resume-augment-copy")
+        try FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: dir, toPath: copy)
+        let two = try runTrainer(arguments + ["--checkpoint-dir", dir, "--resume"], ranks: 2, timeout: 300)
+        XCTAssertEqual(two.status, 0, two.stderr)
+        XCTAssertTrue(two.stdout.contains("at step 21"), two.stdout)
+        XCTAssertEqual(two.digest, try XCTUnwrap(reference.digest))
+        let serial = try runTrainer(arguments + ["--checkpoint-dir", copy, "--resume"], timeout: 300)
+        XCTAssertEqual(serial.digest, reference.digest, serial.stderr)
+        let other = try runTrainer(Self.common + ["--augment", "crop3,flip", "--normalize", "--val-split", "192",
+                                                  "--checkpoint-dir", copy, "--resume"], timeout: 300)
+        XCTAssertEqual(other.status, 64, other.stderr)
+        XCTAssertTrue(other.stderr.contains("was written with --augment crop3,flip,erase (now crop3,flip)"), other.stderr)
+    }
+
     func testCorruptNewestCheckpointIsSkippedWithAReason() throws {
         let dir = TestSupport.temporaryDirectory("skip")
         let first = try runTrainer(Self.common + ["--checkpoint-dir", dir, "--checkpoint-every", "10", "--max-steps", "30"], timeout: 300)

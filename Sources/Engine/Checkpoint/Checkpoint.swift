@@ -109,6 +109,13 @@ public struct Checkpoint: Sendable {
         } catch {
             throw bad("its hyperparameters cannot be right (\(error))")
         }
+        if let normalization = manifest.normalization {
+            let channels = manifest.inputShape.count == 3 ? manifest.inputShape[0] : 1
+            guard normalization.mean.count == channels, normalization.std.count == channels,
+                  normalization.mean.allSatisfy(\.isFinite), normalization.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw bad("its input normalization is not a finite mean and a positive standard deviation for each of \(channels) channels")
+            }
+        }
         return (manifest, headerSize + manifestLength)
     }
 

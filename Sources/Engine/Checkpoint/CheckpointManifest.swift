@@ -17,6 +17,10 @@ public struct CheckpointManifest: Codable, Sendable, Equatable {
     public var step: Int
     public var epoch: Int
     public var tensors: [Tensor]
+    /// The per-channel statistics inputs were normalised with (`--normalize`; nil: x/255).
+    public var normalization: InputNormalization?
+    /// A `--keep-best` checkpoint's validation accuracy (nil in the others).
+    public var validationAccuracy: Double?
     public var payloadFloats = 0
     public var payloadSHA256 = ""
     public var byteShuffled = true

@@ -1,10 +1,16 @@
 import Crypto
 import Foundation
 
-/// A training and a test split of the same kind of data.
+/// A training and a test split of the same kind of data, and the validation split held out
+/// of the training data (`holdingOut`).
 public struct DataSplits: Sendable {
     public let train: Dataset
+    public let validation: Dataset?
     public let test: Dataset
+
+    public init(train: Dataset, validation: Dataset? = nil, test: Dataset) {
+        (self.train, self.validation, self.test) = (train, validation, test)
+    }
 
     /// The class count of every format we read (Fashion-MNIST, MNIST, CIFAR-10, synthetic)
     /// unless the caller says otherwise.

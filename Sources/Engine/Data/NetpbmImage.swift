@@ -89,9 +89,11 @@ public struct NetpbmImage {
         pixels = planar
     }
 
-    /// Writes the pixels as x/255 (the scaling training uses, `Dataset.scale`).
-    public func scale(into destination: UnsafeMutablePointer<Float>) {
-        for (i, p) in pixels.enumerated() { destination[i] = Float(p) / 255 }
+    /// Writes the pixels as inputs: x/255, normalised by `normalization` if given (the
+    /// scaling training uses, `Dataset.scale`).
+    public func scale(into destination: UnsafeMutablePointer<Float>, normalization: InputNormalization? = nil) {
+        let values = InputNormalization.values(normalization, channels: channels)
+        InputNormalization.apply(values, to: pixels, count: pixels.count, channels: channels, into: destination)
     }
 
     /// What a file the model accepts looks like, for errors: "a 28×28 PGM".

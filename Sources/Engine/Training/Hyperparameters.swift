@@ -21,6 +21,7 @@ public struct Hyperparameters: Codable, Sendable, Equatable {
     public var labelSmoothing: Float = 0
     public var layers = LayerHyperparameters()
     public var initialization = InitScheme.default
+    public var data = DataHyperparameters()
 
     public init() {}
 
@@ -40,6 +41,7 @@ public struct Hyperparameters: Codable, Sendable, Equatable {
         labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing) ?? labelSmoothing
         layers = try c.decode(LayerHyperparameters.self, forKey: .layers)
         initialization = try c.decode(InitScheme.self, forKey: .initialization)
+        data = try c.decodeIfPresent(DataHyperparameters.self, forKey: .data) ?? data
     }
 
     public var chunksPerBatch: Int { batchSize / chunkSize }
@@ -91,6 +93,11 @@ public struct Hyperparameters: Codable, Sendable, Equatable {
             try fail { "\($0("layers.batchNormMomentum")) must be in [0, 1] (got \(layers.batchNormMomentum))" }
         }
         if !(layers.batchNormEpsilon > 0) { try fail { "\($0("layers.batchNormEpsilon")) must be positive (got \(layers.batchNormEpsilon))" } }
+        let data = data
+        if !(0...Augmentation.maximumCropPadding).contains(data.augmentation.cropPadding) {
+            try fail { "\($0("data.augmentation")) crop padding must be 0…\(Augmentation.maximumCropPadding) (got \(data.augmentation.cropPadding))" }
+        }
+        if data.validationSamples < 0 { try fail { "\($0("data.validationSamples")) must be 0 or more (got \(data.validationSamples))" } }
     }
 
     /// Every value as (name, value) pairs in declaration order, a nested value's name joined
