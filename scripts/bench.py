@@ -209,32 +209,37 @@ def torch_train(rank, ranks, threads, steps, port, queue):
         queue.put((GLOBAL_BATCH * steps / seconds, rss_mb, torch.__version__))
 
 
-def torch_worker(argv):
-    parser = argparse.ArgumentParser(prog="bench.py torch-worker")
-    parser.add_argument("--ranks", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, required=True)
-    args = parser.parse_args(argv)
-    # Ranks are spawned with the standard library (what torch.multiprocessing.spawn wraps), so
-    # this parent process does not import torch: faster, and no idle copy of it in memory.
+def run_ranks(train, ranks, *arguments):
+    """Runs `train(rank, ranks, *arguments, port, queue)` in this process (one rank) or in
+    `ranks` spawned processes, and returns what rank 0 put on the queue. Ranks are spawned
+    with the standard library (what torch.multiprocessing.spawn wraps), so the parent does not
+    import torch: faster, and no idle copy of it in memory."""
     import multiprocessing
     context = multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
-    if args.ranks == 1:
-        torch_train(0, 1, args.threads, args.steps, 0, queue)
+    if ranks == 1:
+        train(0, 1, *arguments, 0, queue)
     else:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        processes = [context.Process(target=torch_train, args=(rank, args.ranks, args.threads, args.steps, port, queue))
-                     for rank in range(args.ranks)]
+        processes = [context.Process(target=train, args=(rank, ranks, *arguments, port, queue)) for rank in range(ranks)]
         for p in processes:
             p.start()
         for p in processes:
             p.join()
         if any(p.exitcode != 0 for p in processes):
             sys.exit(f"torch-worker: rank exit codes {[p.exitcode for p in processes]}")
-    images_per_second, rss_mb, version = queue.get()
+    return queue.get()
+
+
+def torch_worker(argv):
+    parser = argparse.ArgumentParser(prog="bench.py torch-worker")
+    parser.add_argument("--ranks", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, required=True)
+    args = parser.parse_args(argv)
+    images_per_second, rss_mb, version = run_ranks(torch_train, args.ranks, args.threads, args.steps)
     print(json.dumps({"images_per_second": images_per_second, "max_rss_mb": rss_mb, "torch": version}), flush=True)
 
 

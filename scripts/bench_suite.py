@@ -13,7 +13,6 @@ Markdown.
 import math
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -195,26 +194,9 @@ def torch_train(rank, ranks, configs, spec, data, steps, port, queue):
 
 def torch_worker(argv):
     """`bench_suite.py torch-worker RANKS SPEC DATA STEPS THREADS:LAYOUT ...`"""
-    import multiprocessing
     ranks, spec, data, steps = int(argv[0]), argv[1], argv[2], int(argv[3])
     configs = [(int(c.split(":")[0]), c.split(":")[1]) for c in argv[4:]]
-    context = multiprocessing.get_context("spawn")
-    queue = context.SimpleQueue()
-    if ranks == 1:
-        torch_train(0, 1, configs, spec, data, steps, 0, queue)
-    else:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        processes = [context.Process(target=torch_train, args=(r, ranks, configs, spec, data, steps, port, queue))
-                     for r in range(ranks)]
-        for p in processes:
-            p.start()
-        for p in processes:
-            p.join()
-        if any(p.exitcode != 0 for p in processes):
-            sys.exit(f"torch-worker: rank exit codes {[p.exitcode for p in processes]}")
-    results, rss_mb, version = queue.get()
+    results, rss_mb, version = bench.run_ranks(torch_train, ranks, configs, spec, data, steps)
     print(json.dumps({"images_per_second": results, "max_rss_mb": rss_mb, "torch": version}), flush=True)
 
 
